@@ -1,0 +1,42 @@
+# One task runner with the verbs a newcomer needs.
+#   make run    serve sample data on http://127.0.0.1:8000/ (no Redis, no Nginx)
+#   make test   create the venv, install what is missing, run lint and every test
+#   make lint   ruff + mypy
+#   make bench  whole-file benchmark against nginx (loadtest/wholefile.py)
+#   make docs   refresh the README configuration table from the settings table
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+DATA   ?= var/data
+BIND   ?= 127.0.0.1:8000
+
+.PHONY: run test lint bench docs system-deps clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/geojson-api serve --data $(DATA) --bind $(BIND) --sample
+
+system-deps:
+	./scripts/system-deps
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check src tests loadtest deploy
+	$(BIN)/mypy
+
+test: $(BIN)/.installed system-deps lint
+	$(BIN)/python -m pytest
+
+bench: $(BIN)/.installed system-deps
+	$(BIN)/python loadtest/wholefile.py
+
+docs: $(BIN)/.installed
+	$(BIN)/python scripts/update-readme
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

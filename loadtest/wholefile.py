@@ -1,0 +1,1164 @@
+"""Whole-file delivery benchmark: our Gunicorn app against nginx serving the same files.
+
+What is compared
+----------------
+Three *targets* serve the same three sample datasets (``small`` ~50 KB,
+``medium`` ~5 MB, ``large`` ~50 MB) on 127.0.0.1:
+
+* ``nginx``: the files served statically (``sendfile on``, ``open_file_cache``),
+  the practical ceiling for "bytes of a file out of a socket" on this machine;
+* ``gthread`` and ``gevent``: ``geojson-api serve`` (Gunicorn, default number of
+  workers) with that worker class.
+
+Both sides run without an access log (``GEOJSON_API_ACCESS_LOG=""`` for the app,
+``access_log off`` for nginx). wrk sends no ``Accept-Encoding``, so the app
+answers with the identity bytes, like nginx.
+
+Method
+------
+Each *scenario* is one file at one concurrency (see ``SCENARIOS``). For every
+scenario and every round, each target is driven once by
+``wrk -t2 -c<connections> -d<duration>s --timeout 30s --latency``, one target
+after the other with a short pause in between. The order of the targets is
+rotated from one (scenario, round) block to the next, so no target always goes
+first: slow drifts of the shared machine (neighbours, page cache, thermal state)
+are spread over all targets instead of penalising one of them.
+
+Per scenario and target, the report gives the **median over rounds** of
+throughput (MB/s) and requests per second and of the latency percentiles, the
+**sum** of errors, and the **maximum** over rounds of the memory growth. The
+"vs nginx" ratio is the target's median MB/s divided by nginx's median MB/s in
+the same scenario: 1.00 means as fast as nginx, 0.50 half of its throughput.
+
+While wrk runs, the target's whole process tree (master and all descendants)
+is sampled from /proc every 0.2 s: the RSS of every process (idle = just before
+the run, peak = highest sample during it, growth = peak - idle) and the tree's
+CPU time (user + system of the live processes plus the times of the children
+they reaped, so a worker replaced during the run still counts). The CPU delta
+over the run gives CPU seconds per GB sent and per 1,000 requests. RSS counts
+shared pages in every process that maps them, so the tree's sum overstates the
+memory really used; the growth is the meaningful figure. The page cache is not
+part of RSS. A worker that appears during the run (Gunicorn's ``max_requests``
+recycles workers) is compared with the smallest idle worker.
+
+Caveats
+-------
+wrk and the servers share the same cores (the machine has few, and is shared
+with other jobs). A server that needs less CPU leaves more to wrk, which is part
+of what is measured, but absolute numbers are lower than with a separate load
+generator. wrk's own CPU time is recorded: when it approaches the number of
+cores (or 2, its thread count), wrk is the bottleneck and the differences
+between targets are understated. "other" is the machine's busy CPU during the
+run not charged to the target, to wrk or to this script's sampling: neighbours
+and kernel work (loopback networking) not attributed to a process. A high value
+marks a noisy run. On loopback, much of the cost of moving the bytes is charged
+to the receiver (wrk) and to softirq work, so "CPU s/GB" compares the servers
+with one another; it is not what they would spend on a real network.
+``--quick`` runs are smoke runs, too short for docs: at 200 connections a 50 MB
+download can take longer than the run.
+
+Units: MB = 10^6 bytes and GB = 10^9 bytes everywhere (wrk prints binary units,
+converted here); transfer figures include the HTTP headers.
+
+This is not a test: there are no thresholds. The script exits non-zero only
+when a target fails to start (or dies), or when wrk cannot connect at all.
+
+Usage::
+
+    python loadtest/wholefile.py [--data DIR] [--duration 10] [--rounds 2]
+        [--targets nginx,gthread,gevent] [--scenarios 10c-50KB,50c-5MB]
+        [--out loadtest/results] [--quick] [--app-arg=--workers=3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import psutil
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+HOST = "127.0.0.1"
+TARGETS = ("nginx", "gthread", "gevent")
+DATASETS = ("small", "medium", "large")
+SAMPLE_INTERVAL = 0.2  # seconds between two samples of the target's process tree
+WRK_THREADS = 2
+WRK_TIMEOUT = "30s"
+MB = 1e6
+GB = 1e9
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One file requested over and over by a fixed number of connections."""
+
+    name: str
+    dataset: str
+    connections: int
+
+
+SCENARIOS = (
+    Scenario("10c-50KB", "small", 10),
+    Scenario("50c-5MB", "medium", 50),
+    Scenario("100c-5MB", "medium", 100),
+    Scenario("200c-50MB", "large", 200),
+    Scenario("300c-50KB", "small", 300),
+)
+
+
+class BenchmarkError(Exception):
+    """A target failed to start or died, or wrk could not connect: results are invalid."""
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGHUP arrived; raised in the main thread so that cleanup runs."""
+
+
+# -- child processes -------------------------------------------------------------------
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _die_with_parent() -> None:
+    """Run in each child before exec: Linux SIGTERMs it if this script dies, even by SIGKILL."""
+    _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+
+
+def spawn(argv: Sequence[str], log: Path | None, env: dict[str, str] | None = None,
+          ) -> subprocess.Popen[bytes]:
+    """Start a child in its own process group (a terminal Ctrl-C reaches only us)."""
+    with contextlib.ExitStack() as stack:
+        # Append: nginx writes its error log to the same file.
+        out = stack.enter_context(open(log, "ab")) if log else subprocess.DEVNULL
+        return subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env=env, process_group=0, preexec_fn=_die_with_parent,
+        )
+
+
+@dataclass
+class Child:
+    """A long-running process this script started; stopped by its PID, never by name."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join("    " + line for line in text.splitlines()[-lines:])
+
+    def check_alive(self) -> None:
+        if not self.alive():
+            raise BenchmarkError(
+                f"{self.name} (pid {self.pid}) exited with code {self.popen.returncode}; "
+                f"end of its log:\n{self.log_tail()}"
+            )
+
+
+@contextlib.contextmanager
+def signals_blocked() -> Iterator[None]:
+    """Hold back Ctrl-C and friends while children are being stopped."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+class Supervisor:
+    """Starts the long-running children and stops them all, whatever happens."""
+
+    def __init__(self) -> None:
+        self.children: list[Child] = []
+        # Workers seen so far: if a master dies first, its orphans are still ours to stop.
+        self.descendants: set[psutil.Process] = set()
+
+    def start(self, name: str, argv: Sequence[str], log: Path,
+              env: dict[str, str] | None = None) -> Child:
+        child = Child(name, spawn(argv, log, env), log)
+        self.children.append(child)  # registered before anything can fail
+        return child
+
+    def remember_descendants(self) -> None:
+        for child in self.children:
+            if child.alive():
+                self.descendants.update(_descendants(child.pid))
+
+    def stop_all(self, timeout: float = 45.0) -> None:
+        """SIGTERM every child (graceful stop), wait, then SIGKILL leftovers by PID."""
+        with signals_blocked():
+            self.remember_descendants()
+            running = [c for c in self.children if c.alive()]
+            for child in running:
+                with contextlib.suppress(ProcessLookupError):
+                    child.popen.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            for child in running:
+                try:
+                    child.popen.wait(max(deadline - time.monotonic(), 0.1))
+                except subprocess.TimeoutExpired:
+                    print(f"{child.name} did not stop in {timeout:.0f} s; killing it",
+                          file=sys.stderr)
+                    child.popen.kill()
+                    child.popen.wait()
+            for process in self.descendants:
+                # psutil refuses to signal a PID that was reused by another process.
+                with contextlib.suppress(psutil.Error):
+                    process.kill()
+
+
+def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def install_signal_handlers() -> None:
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_interrupted)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+# -- HTTP checks -----------------------------------------------------------------------
+
+def http_get(url: str, timeout: float = 30.0) -> tuple[int | None, int]:
+    """(status, body bytes) of a GET; status None when nothing answered."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            size = 0
+            while chunk := response.read(1 << 20):
+                size += len(chunk)
+            return int(response.status), size
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), 0
+    except (urllib.error.URLError, OSError):
+        return None, 0
+
+
+def wait_until_answering(child: Child, url: str, ok: Callable[[int | None], bool],
+                         timeout: float) -> float:
+    """Poll ``url`` until ``ok(status)``; seconds it took. Fails fast if the child exits."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        child.check_alive()
+        if ok(http_get(url, timeout=2.0)[0]):
+            return time.monotonic() - started
+        time.sleep(0.2)
+    raise BenchmarkError(
+        f"{child.name} not ready at {url} after {timeout:.0f} s; end of its log:\n"
+        f"{child.log_tail()}"
+    )
+
+
+# -- targets ---------------------------------------------------------------------------
+
+@dataclass
+class Target:
+    """A server under test, listening on its own loopback port."""
+
+    name: str
+    port: int
+    child: Child
+    startup_seconds: float = 0.0
+
+    def url(self, dataset: str) -> str:
+        return f"http://{HOST}:{self.port}/geojson/{dataset}"
+
+    def tree_root(self) -> psutil.Process:
+        self.child.check_alive()
+        return psutil.Process(self.child.pid)
+
+
+def _nginx_quote(path: Path, suffix: str = "") -> str:
+    """``path`` as a quoted nginx string; ``suffix`` may hold nginx variables."""
+    text = str(path)
+    if any(c in text for c in '"\\$\n'):
+        raise BenchmarkError(f"path {text!r} cannot be used in an nginx config")
+    return f'"{text}{suffix}"'
+
+
+def _nginx_temp_paths(workdir: Path) -> list[str]:
+    """Temp paths of the modules this nginx build has (no root-owned default paths)."""
+    build = subprocess.run(["nginx", "-V"], capture_output=True, text=True).stderr
+    lines = [f"client_body_temp_path {_nginx_quote(workdir / 'client_body')};"]
+    for module in ("proxy", "fastcgi", "uwsgi", "scgi"):
+        if f"--without-http_{module}_module" not in build:
+            lines.append(f"{module}_temp_path {_nginx_quote(workdir / module)};")
+    return lines
+
+
+def nginx_config(workdir: Path, data_dir: Path, port: int) -> str:
+    """A self-contained nginx config: every path it writes is inside ``workdir``."""
+    # As root, workers would switch to "nobody", who may not read the data folder.
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    temp_paths = "\n".join("    " + line for line in _nginx_temp_paths(workdir))
+    alias = _nginx_quote(data_dir, "/$1.geojson")
+    return f"""{user}worker_processes auto;
+daemon off;
+master_process on;
+pid {_nginx_quote(workdir / "nginx.pid")};
+error_log {_nginx_quote(workdir / "error.log")} warn;
+
+events {{
+    worker_connections 1024;
+}}
+
+http {{
+    access_log off;
+{temp_paths}
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000;
+    keepalive_timeout 65;
+    open_file_cache max=100;
+
+    server {{
+        listen {HOST}:{port};
+        location ~ ^/geojson/([A-Za-z0-9_.-]+)$ {{
+            alias {alias};
+            default_type application/geo+json;
+        }}
+        location / {{
+            return 404;
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx(supervisor: Supervisor, workdir: Path, data_dir: Path,
+                timeout: float) -> Target:
+    nginx_dir = workdir / "nginx"
+    nginx_dir.mkdir()
+    port = free_port()
+    conf = nginx_dir / "nginx.conf"
+    conf.write_text(nginx_config(nginx_dir, data_dir, port))
+    argv = ["nginx", "-p", str(nginx_dir), "-e", str(nginx_dir / "error.log"), "-c", str(conf)]
+    child = supervisor.start("nginx", argv, nginx_dir / "error.log")
+    target = Target("nginx", port, child)
+    # Any HTTP answer (the catch-all 404) means nginx listens; warm_up checks the files.
+    target.startup_seconds = wait_until_answering(
+        child, f"http://{HOST}:{port}/", lambda status: status is not None, timeout
+    )
+    return target
+
+
+def geojson_api_command() -> list[str]:
+    found = shutil.which("geojson-api")
+    return [found] if found else [sys.executable, "-m", "geojson_api"]
+
+
+def start_app(supervisor: Supervisor, worker_class: str, workdir: Path, data_dir: Path,
+              app_args: Sequence[str], timeout: float) -> Target:
+    port = free_port()
+    argv = [*geojson_api_command(), "serve", "--data", str(data_dir),
+            "--bind", f"{HOST}:{port}", "--worker-class", worker_class, *app_args]
+    env = {**os.environ, "GEOJSON_API_ACCESS_LOG": ""}
+    log = workdir / f"{worker_class}.log"
+    target = Target(worker_class, port, supervisor.start(worker_class, argv, log, env))
+    target.startup_seconds = wait_until_answering(
+        target.child, f"http://{HOST}:{port}/readyz", lambda status: status == 200, timeout
+    )
+    return target
+
+
+def warm_up(target: Target, data_dir: Path, datasets: Iterable[str]) -> None:
+    """One GET of each file, checking that the whole file comes back."""
+    for dataset in datasets:
+        expected = (data_dir / f"{dataset}.geojson").stat().st_size
+        status, size = http_get(target.url(dataset))
+        if status != 200 or size != expected:
+            raise BenchmarkError(
+                f"{target.name}: GET {target.url(dataset)} gave status {status} and "
+                f"{size} bytes, expected 200 and {expected} bytes"
+            )
+
+
+def wait_until_quiet(targets: Sequence[Target], limit: float = 30.0,
+                     max_cores: float = 0.05) -> None:
+    """Wait (bounded) until no target burns CPU, e.g. after startup work."""
+    deadline = time.monotonic() + limit
+    while True:
+        before = [sample_tree(t.tree_root()).cpu_seconds for t in targets]
+        time.sleep(1.0)
+        after = [sample_tree(t.tree_root()).cpu_seconds for t in targets]
+        busy = {t.name: b - a for t, a, b in zip(targets, before, after, strict=True)}
+        if max(busy.values()) < max_cores:
+            return
+        if time.monotonic() > deadline:
+            print(f"warning: targets still busy after {limit:.0f} s: "
+                  + ", ".join(f"{k} {v:.2f} cores" for k, v in busy.items()), file=sys.stderr)
+            return
+
+
+# -- process tree sampling -------------------------------------------------------------
+
+@dataclass
+class TreeSample:
+    """One look at a process tree: CPU time so far and RSS of every process (bytes)."""
+
+    at: float
+    cpu_seconds: float
+    rss: dict[int, int]
+
+    @property
+    def total_rss(self) -> int:
+        return sum(self.rss.values())
+
+
+def _own_and_reaped_cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def sample_tree(root: psutil.Process) -> TreeSample:
+    """CPU and RSS of ``root`` and all its descendants, read from /proc."""
+    try:
+        with root.oneshot():
+            cpu = _own_and_reaped_cpu(root)
+            rss = {root.pid: root.memory_info().rss}
+        descendants = root.children(recursive=True)
+    except psutil.NoSuchProcess as exc:
+        raise BenchmarkError(f"server process {root.pid} disappeared") from exc
+    for process in descendants:
+        try:
+            with process.oneshot():
+                cpu += _own_and_reaped_cpu(process)
+                rss[process.pid] = process.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue  # exited between listing and reading: its parent reaps its CPU time
+    return TreeSample(time.monotonic(), cpu, rss)
+
+
+@dataclass
+class MemoryStats:
+    """RSS of a process tree around one run (bytes)."""
+
+    idle_total: int
+    peak_total: int
+    growth_total: int
+    worker_growth_max: int
+    processes: list[dict[str, int | str]]
+    new_processes: int
+
+
+def memory_stats(root_pid: int, idle: TreeSample, samples: Sequence[TreeSample]) -> MemoryStats:
+    peak_by_pid: dict[int, int] = dict(idle.rss)
+    for sample in samples:
+        for pid, rss in sample.rss.items():
+            peak_by_pid[pid] = max(rss, peak_by_pid.get(pid, 0))
+    idle_workers = [rss for pid, rss in idle.rss.items() if pid != root_pid]
+    fresh_worker_base = min(idle_workers, default=idle.rss.get(root_pid, 0))
+    growths = [
+        peak - idle.rss.get(pid, fresh_worker_base)
+        for pid, peak in peak_by_pid.items() if pid != root_pid
+    ]
+    peak_total = max([idle.total_rss, *(s.total_rss for s in samples)])
+    processes: list[dict[str, int | str]] = [
+        {"pid": pid, "role": "master" if pid == root_pid else "worker",
+         "idle_rss": idle.rss.get(pid, 0), "peak_rss": peak}
+        for pid, peak in sorted(peak_by_pid.items())
+    ]
+    return MemoryStats(
+        idle_total=idle.total_rss, peak_total=peak_total,
+        growth_total=peak_total - idle.total_rss,
+        worker_growth_max=max(growths, default=0), processes=processes,
+        new_processes=len(set(peak_by_pid) - set(idle.rss)),
+    )
+
+
+def system_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (all cores)."""
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + t.irq + t.softirq + t.steal
+
+
+# -- wrk -------------------------------------------------------------------------------
+
+_TIME_TO_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+_BINARY = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+_TIME = r"([\d.]+)(us|ms|s|m|h)"
+_SIZE = r"([\d.]+)([KMGTP]?)B"
+_SUMMARY_RE = re.compile(rf"(\d+) requests in {_TIME}, {_SIZE} read")
+_RPS_RE = re.compile(r"Requests/sec:\s+([\d.]+)")
+_TRANSFER_RE = re.compile(rf"Transfer/sec:\s+{_SIZE}")
+_PERCENTILE_RE = re.compile(rf"^\s+(50|75|90|99)%\s+{_TIME}\s*$", re.MULTILINE)
+_SOCKET_RE = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+_NON_2XX_RE = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+
+
+@dataclass
+class WrkStats:
+    """What wrk printed, in plain units (ms, bytes, MB/s with MB = 10^6 bytes)."""
+
+    requests: int
+    seconds: float
+    bytes_read: float
+    requests_per_s: float
+    mb_per_s: float
+    latency_ms: dict[str, float | None]
+    socket_errors: dict[str, int]
+    non_2xx_3xx: int
+
+    @property
+    def errors(self) -> int:
+        return sum(self.socket_errors.values()) + self.non_2xx_3xx
+
+
+def _search(pattern: re.Pattern[str], text: str) -> re.Match[str]:
+    match = pattern.search(text)
+    if match is None:
+        raise BenchmarkError(f"cannot find {pattern.pattern!r} in wrk's output:\n{text}")
+    return match
+
+
+def parse_wrk(text: str) -> WrkStats:
+    summary = _search(_SUMMARY_RE, text)
+    requests = int(summary[1])
+    transfer = _search(_TRANSFER_RE, text)
+    latency: dict[str, float | None] = {f"p{p}": None for p in (50, 75, 90, 99)}
+    if requests:
+        for match in _PERCENTILE_RE.finditer(text):
+            latency[f"p{match[1]}"] = float(match[2]) * _TIME_TO_MS[match[3]]
+    sockets = _SOCKET_RE.search(text)
+    counts = [int(n) for n in sockets.groups()] if sockets else [0, 0, 0, 0]
+    non_2xx = _NON_2XX_RE.search(text)
+    return WrkStats(
+        requests=requests,
+        seconds=float(summary[2]) * _TIME_TO_MS[summary[3]] / 1e3,
+        bytes_read=float(summary[4]) * _BINARY[summary[5]],
+        requests_per_s=float(_search(_RPS_RE, text)[1]),
+        mb_per_s=float(transfer[1]) * _BINARY[transfer[2]] / MB,
+        latency_ms=latency,
+        socket_errors=dict(zip(("connect", "read", "write", "timeout"), counts, strict=True)),
+        non_2xx_3xx=int(non_2xx[1]) if non_2xx else 0,
+    )
+
+
+def wrk_command(url: str, connections: int, duration: int) -> list[str]:
+    return ["wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{duration}s",
+            "--timeout", WRK_TIMEOUT, "--latency", url]
+
+
+def watch_wrk(wrk: subprocess.Popen[bytes], root: psutil.Process, limit: float,
+              ) -> tuple[list[TreeSample], float]:
+    """Sample the server tree until wrk exits; wrk's own CPU seconds come from wait4()."""
+    samples: list[TreeSample] = []
+    started = next_at = time.monotonic()
+    while True:
+        pid, status, usage = os.wait4(wrk.pid, os.WNOHANG)
+        if pid:
+            wrk.returncode = os.waitstatus_to_exitcode(status)
+            samples.append(sample_tree(root))
+            return samples, usage.ru_utime + usage.ru_stime
+        if time.monotonic() - started > limit:
+            raise BenchmarkError(f"wrk still running after {limit:.0f} s")
+        samples.append(sample_tree(root))
+        next_at += SAMPLE_INTERVAL
+        time.sleep(max(next_at - time.monotonic(), 0.0))
+
+
+def run_wrk(command: Sequence[str], root: psutil.Process, limit: float,
+            ) -> tuple[str, list[TreeSample], float]:
+    """(output, server samples, wrk CPU seconds) of one wrk run; wrk is always reaped."""
+    with tempfile.TemporaryFile() as out:
+        wrk = subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=out,
+                               stderr=subprocess.STDOUT, process_group=0,
+                               preexec_fn=_die_with_parent)
+        try:
+            samples, wrk_cpu = watch_wrk(wrk, root, limit)
+        finally:
+            if wrk.returncode is None:
+                wrk.kill()
+                wrk.wait()
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    if wrk.returncode != 0:
+        reason = "could not connect" if "unable to connect" in text else "failed"
+        raise BenchmarkError(f"wrk {reason} (exit code {wrk.returncode}): {text.strip()}")
+    return text, samples, wrk_cpu
+
+
+# -- one run ---------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    """One wrk run against one target, with what the server's tree did meanwhile."""
+
+    scenario: str
+    target: str
+    round: int
+    position: int
+    command: list[str]
+    wrk: WrkStats
+    wall_seconds: float
+    server_cpu_seconds: float
+    wrk_cpu_seconds: float
+    sampler_cpu_seconds: float
+    other_cpu_seconds: float
+    memory: MemoryStats
+    loadavg_before: tuple[float, float, float]
+    samples: list[tuple[float, int, float]] = field(repr=False)
+    output: str = field(repr=False)
+
+    @property
+    def cpu_s_per_gb(self) -> float | None:
+        gigabytes = self.wrk.bytes_read / GB
+        return self.server_cpu_seconds / gigabytes if gigabytes else None
+
+    @property
+    def cpu_s_per_1k_requests(self) -> float | None:
+        thousands = self.wrk.requests / 1000
+        return self.server_cpu_seconds / thousands if thousands else None
+
+    def cores(self, cpu_seconds: float) -> float:
+        return cpu_seconds / self.wall_seconds if self.wall_seconds else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["wrk"]["errors"] = self.wrk.errors
+        data["derived"] = {
+            "cpu_s_per_gb": self.cpu_s_per_gb,
+            "cpu_s_per_1k_requests": self.cpu_s_per_1k_requests,
+            "server_cores": self.cores(self.server_cpu_seconds),
+            "wrk_cores": self.cores(self.wrk_cpu_seconds),
+            "other_cores": self.cores(self.other_cpu_seconds),
+        }
+        return data
+
+
+def drive(target: Target, scenario: Scenario, duration: int, round_no: int,
+          position: int) -> Run:
+    """Run wrk once against ``target`` while sampling the target's process tree."""
+    root = target.tree_root()
+    command = wrk_command(target.url(scenario.dataset), scenario.connections, duration)
+    loadavg = os.getloadavg()
+    idle = sample_tree(root)
+    busy_before, own_before = system_busy_seconds(), time.process_time()
+    output, samples, wrk_cpu = run_wrk(command, root, limit=duration + 90)
+    busy = system_busy_seconds() - busy_before
+    sampler_cpu = time.process_time() - own_before
+    target.child.check_alive()
+    stats = parse_wrk(output)
+    if stats.requests == 0 and stats.socket_errors["connect"] > 0:
+        raise BenchmarkError(f"wrk could not connect to {target.name}:\n{output}")
+    end = samples[-1]
+    server_cpu = end.cpu_seconds - idle.cpu_seconds
+    return Run(
+        scenario=scenario.name, target=target.name, round=round_no, position=position,
+        command=command, wrk=stats, wall_seconds=end.at - idle.at,
+        server_cpu_seconds=server_cpu, wrk_cpu_seconds=wrk_cpu, sampler_cpu_seconds=sampler_cpu,
+        other_cpu_seconds=busy - server_cpu - wrk_cpu - sampler_cpu,
+        memory=memory_stats(root.pid, idle, samples), loadavg_before=loadavg,
+        samples=[(round(s.at - idle.at, 3), s.total_rss, round(s.cpu_seconds - idle.cpu_seconds, 3))
+                 for s in samples],
+        output=output,
+    )
+
+
+# -- aggregation -----------------------------------------------------------------------
+
+def _median(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+@dataclass
+class Summary:
+    """One scenario and target, aggregated over rounds."""
+
+    scenario: str
+    target: str
+    rounds: int
+    mb_per_s: float | None
+    mb_per_s_min: float | None
+    mb_per_s_max: float | None
+    requests_per_s: float | None
+    vs_nginx: float | None
+    latency_ms: dict[str, float | None]
+    socket_errors: dict[str, int]
+    non_2xx_3xx: int
+    errors: int
+    idle_rss: int
+    rss_growth: int
+    worker_rss_growth: int
+    new_processes: int
+    cpu_s_per_gb: float | None
+    cpu_s_per_1k_requests: float | None
+    server_cores: float | None
+    wrk_cores: float | None
+    other_cores: float | None
+
+
+def summarize_one(scenario: str, target: str, runs: Sequence[Run]) -> Summary:
+    throughput = [r.wrk.mb_per_s for r in runs]
+    return Summary(
+        scenario=scenario, target=target, rounds=len(runs),
+        mb_per_s=_median(throughput), mb_per_s_min=min(throughput), mb_per_s_max=max(throughput),
+        requests_per_s=_median(r.wrk.requests_per_s for r in runs), vs_nginx=None,
+        latency_ms={k: _median(r.wrk.latency_ms[k] for r in runs) for k in runs[0].wrk.latency_ms},
+        socket_errors={k: sum(r.wrk.socket_errors[k] for r in runs)
+                       for k in runs[0].wrk.socket_errors},
+        non_2xx_3xx=sum(r.wrk.non_2xx_3xx for r in runs),
+        errors=sum(r.wrk.errors for r in runs),
+        idle_rss=max(r.memory.idle_total for r in runs),
+        rss_growth=max(r.memory.growth_total for r in runs),
+        worker_rss_growth=max(r.memory.worker_growth_max for r in runs),
+        new_processes=sum(r.memory.new_processes for r in runs),
+        cpu_s_per_gb=_median(r.cpu_s_per_gb for r in runs),
+        cpu_s_per_1k_requests=_median(r.cpu_s_per_1k_requests for r in runs),
+        server_cores=_median(r.cores(r.server_cpu_seconds) for r in runs),
+        wrk_cores=_median(r.cores(r.wrk_cpu_seconds) for r in runs),
+        other_cores=_median(r.cores(r.other_cpu_seconds) for r in runs),
+    )
+
+
+def summarize(runs: Sequence[Run], scenarios: Sequence[Scenario],
+              targets: Sequence[str]) -> list[Summary]:
+    summaries = []
+    for scenario in scenarios:
+        rows = {
+            t: summarize_one(scenario.name, t, chosen)
+            for t in targets
+            if (chosen := [r for r in runs if r.scenario == scenario.name and r.target == t])
+        }
+        reference = rows["nginx"].mb_per_s if "nginx" in rows else None
+        for row in rows.values():
+            if reference and row.mb_per_s is not None:
+                row.vs_nginx = row.mb_per_s / reference
+        summaries.extend(rows.values())
+    return summaries
+
+
+# -- machine information ---------------------------------------------------------------
+
+def _first_line(argv: Sequence[str]) -> str | None:
+    try:
+        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return lines[0].split(" Copyright")[0].strip() if lines else None
+
+
+def _dist_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str | None:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or None
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "nproc": len(os.sched_getaffinity(0)),
+        "mem_total_bytes": psutil.virtual_memory().total,
+        "kernel": platform.release(),
+        "cpu_model": _cpu_model(),
+        "python": platform.python_version(),
+        "geojson_api": _dist_version("geojson-api"),
+        "gunicorn": _dist_version("gunicorn"),
+        "gevent": _dist_version("gevent"),
+        "psutil": _dist_version("psutil"),
+        "nginx": _first_line(["nginx", "-v"]),
+        "wrk": _first_line(["wrk", "-v"]),
+        "loadavg_at_start": os.getloadavg(),
+        "geojson_api_env": {k: v for k, v in os.environ.items() if k.startswith("GEOJSON_API_")},
+    }
+
+
+# -- reports ---------------------------------------------------------------------------
+
+def fmt(value: float | None, unit: str = "") -> str:
+    """Three significant figures or so, thousands separated; '-' when unknown."""
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        text = f"{value:,.0f}"
+    elif abs(value) >= 10:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.2f}"
+    return text + unit
+
+
+def fmt_mb(nbytes: float) -> str:
+    return fmt(nbytes / MB)
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def summary_table(summaries: Sequence[Summary]) -> str:
+    header = ["Scenario", "Target", "MB/s", "vs nginx", "req/s", "p50 ms", "p99 ms", "errors",
+              "RSS growth MB", "max worker growth MB", "CPU s/GB"]
+    rows = [
+        [s.scenario, s.target, fmt(s.mb_per_s), fmt(s.vs_nginx), fmt(s.requests_per_s),
+         fmt(s.latency_ms["p50"]), fmt(s.latency_ms["p99"]), str(s.errors),
+         fmt_mb(s.rss_growth), fmt_mb(s.worker_rss_growth), fmt(s.cpu_s_per_gb)]
+        for s in summaries
+    ]
+    return markdown_table(header, rows)
+
+
+def scenario_table(summaries: Sequence[Summary]) -> str:
+    header = ["Target", "MB/s (min-max)", "vs nginx", "req/s", "p50 / p90 / p99 ms",
+              "socket errors c/r/w/t", "non-2xx", "idle RSS MB", "RSS growth MB",
+              "max worker growth MB", "new procs", "CPU s/GB", "CPU s/1k req",
+              "server cores", "wrk cores", "other cores"]
+    rows = []
+    for s in summaries:
+        lat = s.latency_ms
+        errors = s.socket_errors
+        rows.append([
+            s.target, f"{fmt(s.mb_per_s)} ({fmt(s.mb_per_s_min)}-{fmt(s.mb_per_s_max)})",
+            fmt(s.vs_nginx), fmt(s.requests_per_s),
+            f"{fmt(lat['p50'])} / {fmt(lat['p90'])} / {fmt(lat['p99'])}",
+            "/".join(str(errors[k]) for k in ("connect", "read", "write", "timeout")),
+            str(s.non_2xx_3xx), fmt_mb(s.idle_rss), fmt_mb(s.rss_growth),
+            fmt_mb(s.worker_rss_growth), str(s.new_processes), fmt(s.cpu_s_per_gb),
+            fmt(s.cpu_s_per_1k_requests), fmt(s.server_cores), fmt(s.wrk_cores),
+            fmt(s.other_cores),
+        ])
+    return markdown_table(header, rows)
+
+
+def runs_table(runs: Sequence[Run]) -> str:
+    header = ["#", "Scenario", "Round", "Target", "MB/s", "req/s", "p99 ms", "errors",
+              "server cores", "wrk cores", "other cores", "load avg"]
+    rows = [
+        [str(i), r.scenario, str(r.round), r.target, fmt(r.wrk.mb_per_s),
+         fmt(r.wrk.requests_per_s), fmt(r.wrk.latency_ms["p99"]), str(r.wrk.errors),
+         fmt(r.cores(r.server_cpu_seconds)), fmt(r.cores(r.wrk_cpu_seconds)),
+         fmt(r.cores(r.other_cpu_seconds)), f"{r.loadavg_before[0]:.2f}"]
+        for i, r in enumerate(runs, 1)
+    ]
+    return markdown_table(header, rows)
+
+
+METHOD_NOTE = """\
+Each target was driven in turn by `{command}`, the order of the targets rotating
+from one scenario/round block to the next. Figures are medians over rounds
+(throughput, req/s, latency, CPU), sums (errors) or maxima (memory). "vs nginx"
+is the target's median MB/s divided by nginx's in the same scenario. MB = 10^6
+bytes, GB = 10^9 bytes; transfer includes HTTP headers. RSS is sampled every
+{interval} s over the server's whole process tree (master + workers); growth is
+peak minus the idle value just before the run. CPU is user + system time of the
+tree over the run. wrk and the servers share the same {nproc} cores; "wrk cores"
+near {threads} means the load generator was the bottleneck, "other cores" is
+CPU used by anything else on the (shared) machine meanwhile. Access logs are off
+on both sides (`GEOJSON_API_ACCESS_LOG=""`, nginx `access_log off`).
+"""
+
+
+def markdown_report(meta: dict[str, Any], scenarios: Sequence[Scenario],
+                    summaries: Sequence[Summary], runs: Sequence[Run]) -> str:
+    machine = meta["machine"]
+    config = meta["config"]
+    parts = ["# Whole-file delivery: geojson-api under Gunicorn vs nginx\n"]
+    if not meta["complete"]:
+        parts.append(f"**INCOMPLETE RUN**: {meta['error']}\n")
+    parts.append(
+        f"{machine['date']}; {machine['nproc']} cores ({machine['cpu_model']}), "
+        f"{machine['mem_total_bytes'] / GB:.1f} GB RAM, Linux {machine['kernel']}; "
+        f"Python {machine['python']}, gunicorn {machine['gunicorn']}, gevent {machine['gevent']}, "
+        f"{machine['nginx']}, {machine['wrk']}. Duration {config['duration']} s per run, "
+        f"{config['rounds']} round(s), app arguments: `{' '.join(config['app_args']) or '-'}`.\n"
+    )
+    parts.append(METHOD_NOTE.format(
+        command=" ".join(wrk_command("URL", 0, config["duration"])).replace("-c0", "-cN"),
+        interval=SAMPLE_INTERVAL, nproc=machine["nproc"], threads=WRK_THREADS))
+    parts += ["## Summary\n", summary_table(summaries)]
+    sizes = meta["datasets"]
+    for scenario in scenarios:
+        rows = [s for s in summaries if s.scenario == scenario.name]
+        if rows:
+            parts.append(f"## {scenario.name}: {scenario.dataset}.geojson "
+                         f"({sizes[scenario.dataset]:,} bytes), {scenario.connections} "
+                         "connections\n")
+            parts.append(scenario_table(rows))
+    parts += ["## Runs, in the order they ran\n", runs_table(runs)]
+    return "\n".join(parts)
+
+
+def write_results(out_dir: Path, stamp: str, meta: dict[str, Any],
+                  scenarios: Sequence[Scenario], runs: Sequence[Run],
+                  summaries: Sequence[Summary]) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / f"wholefile-{stamp}.json"
+    md_path = out_dir / f"wholefile-{stamp}.md"
+    document = {**meta, "summary": [asdict(s) for s in summaries],
+                "runs": [r.as_dict() for r in runs]}
+    json_path.write_text(json.dumps(document, indent=1) + "\n")
+    md_path.write_text(markdown_report(meta, scenarios, summaries, runs))
+    return json_path, md_path
+
+
+# -- the benchmark ---------------------------------------------------------------------
+
+@dataclass
+class Config:
+    data: Path | None
+    duration: int
+    rounds: int
+    targets: list[str]
+    scenarios: list[Scenario]
+    out: Path
+    app_args: list[str]
+    pause: float
+    start_timeout: float
+
+
+def make_samples(data_dir: Path) -> Path:
+    print(f"writing sample datasets into {data_dir} ...", flush=True)
+    done = subprocess.run([*geojson_api_command(), "sample", str(data_dir)],
+                          capture_output=True, text=True, process_group=0,
+                          preexec_fn=_die_with_parent)
+    if done.returncode != 0:
+        raise BenchmarkError(f"geojson-api sample failed:\n{done.stdout}{done.stderr}")
+    return data_dir
+
+
+def dataset_sizes(data_dir: Path, scenarios: Sequence[Scenario]) -> dict[str, int]:
+    sizes = {}
+    for name in sorted({s.dataset for s in scenarios}, key=DATASETS.index):
+        path = data_dir / f"{name}.geojson"
+        if not path.is_file():
+            raise BenchmarkError(f"{path} is missing (make it with: geojson-api sample DIR)")
+        sizes[name] = path.stat().st_size
+    return sizes
+
+
+def start_targets(supervisor: Supervisor, config: Config, workdir: Path,
+                  data_dir: Path) -> list[Target]:
+    """Start every target, one after the other (the first app prepares the datasets)."""
+    targets = []
+    for name in config.targets:
+        print(f"starting {name} ...", flush=True)
+        if name == "nginx":
+            target = start_nginx(supervisor, workdir, data_dir, config.start_timeout)
+        else:
+            target = start_app(supervisor, name, workdir, data_dir, config.app_args,
+                               config.start_timeout)
+        supervisor.remember_descendants()
+        print(f"  {name}: pid {target.child.pid}, port {target.port}, "
+              f"ready in {target.startup_seconds:.1f} s", flush=True)
+        targets.append(target)
+    return targets
+
+
+def benchmark(config: Config, supervisor: Supervisor, targets: Sequence[Target],
+              runs: list[Run]) -> None:
+    """Every scenario, every round, every target in rotated order; appends to ``runs``."""
+    total = len(config.scenarios) * config.rounds * len(targets)
+    block = 0
+    for scenario in config.scenarios:
+        for round_no in range(1, config.rounds + 1):
+            shift = block % len(targets)
+            order = [*targets[shift:], *targets[:shift]]
+            block += 1
+            for position, target in enumerate(order, 1):
+                time.sleep(config.pause)
+                run = drive(target, scenario, config.duration, round_no, position)
+                supervisor.remember_descendants()  # workers may have been replaced
+                runs.append(run)
+                print(f"[{len(runs)}/{total}] {scenario.name} {target.name} round {round_no}: "
+                      f"{fmt(run.wrk.mb_per_s)} MB/s, {fmt(run.wrk.requests_per_s)} req/s, "
+                      f"p99 {fmt(run.wrk.latency_ms['p99'])} ms, errors {run.wrk.errors}, "
+                      f"wrk {fmt(run.cores(run.wrk_cpu_seconds))} cores", flush=True)
+
+
+def run(config: Config) -> int:
+    """Start everything, benchmark, write the reports; everything started is stopped."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    runs: list[Run] = []
+    supervisor = Supervisor()
+    with tempfile.TemporaryDirectory(prefix="wholefile-") as tmp:
+        workdir = Path(tmp)
+        meta: dict[str, Any] = {"machine": machine_info(), "config": config_dict(config),
+                                "complete": False, "error": "interrupted before the end"}
+        try:
+            data_dir = config.data or make_samples(workdir / "data")
+            meta["datasets"] = dataset_sizes(data_dir, config.scenarios)
+            meta["config"]["data"] = str(data_dir)
+            targets = start_targets(supervisor, config, workdir, data_dir)
+            meta["nginx_conf"] = _read(workdir / "nginx" / "nginx.conf")
+            for target in targets:
+                warm_up(target, data_dir, meta["datasets"])
+            wait_until_quiet(targets)
+            meta["processes"] = {t.name: len(sample_tree(t.tree_root()).rss) for t in targets}
+            benchmark(config, supervisor, targets, runs)
+            meta.update(complete=True, error=None)
+        except BenchmarkError as exc:
+            meta["error"] = str(exc).splitlines()[0]
+            raise
+        finally:
+            supervisor.stop_all()
+            if runs:
+                report(config, stamp, meta, runs)
+    return 0
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text() if path.is_file() else None
+
+
+def report(config: Config, stamp: str, meta: dict[str, Any], runs: Sequence[Run]) -> None:
+    summaries = summarize(runs, config.scenarios, config.targets)
+    json_path, md_path = write_results(config.out, stamp, meta, config.scenarios, runs,
+                                       summaries)
+    print()
+    print(summary_table(summaries), end="")
+    print(f"\nresults: {json_path}\n         {md_path}")
+
+
+def config_dict(config: Config) -> dict[str, Any]:
+    data = asdict(config)
+    data["data"] = str(config.data) if config.data else None
+    data["out"] = str(config.out)
+    return data
+
+
+# -- command line ----------------------------------------------------------------------
+
+def _choices(text: str, known: Sequence[str], what: str) -> list[str]:
+    chosen = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [c for c in chosen if c not in known]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"unknown {what} {', '.join(unknown) or '(none given)'}; choose from {','.join(known)}"
+        )
+    return chosen
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Benchmark whole-file delivery: geojson-api (gthread, gevent) vs nginx.",
+        epilog="scenarios: " + ", ".join(
+            f"{s.name} ({s.dataset}, {s.connections} connections)" for s in SCENARIOS),
+    )
+    parser.add_argument("--data", type=Path, metavar="DIR",
+                        help="folder with small/medium/large.geojson (default: a temporary "
+                             "folder filled by 'geojson-api sample')")
+    parser.add_argument("--duration", type=int, metavar="SECONDS",
+                        help="seconds per wrk run (default 10, 3 with --quick)")
+    parser.add_argument("--rounds", type=int, metavar="N",
+                        help="runs per scenario and target (default 2, 1 with --quick)")
+    parser.add_argument("--targets", default=",".join(TARGETS),
+                        type=lambda text: _choices(text, TARGETS, "target"),
+                        help="comma list of targets (default %(default)s)")
+    parser.add_argument("--scenarios", default=",".join(s.name for s in SCENARIOS),
+                        type=lambda text: _choices(text, [s.name for s in SCENARIOS], "scenario"),
+                        help="comma list of scenarios (default: all)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, metavar="DIR",
+                        help="folder for the JSON and Markdown results (default loadtest/results)")
+    parser.add_argument("--quick", action="store_true",
+                        help="3 s per run and 1 round, all scenarios: a smoke run, not for docs")
+    parser.add_argument("--app-arg", action="append", default=[], metavar="ARG",
+                        help="extra argument for 'geojson-api serve', repeatable; write "
+                             "--app-arg=--workers=3 for values starting with a dash")
+    parser.add_argument("--pause", type=float, default=2.0, metavar="SECONDS",
+                        help="pause before each wrk run (default %(default)s)")
+    parser.add_argument("--start-timeout", type=float, default=120.0, metavar="SECONDS",
+                        help="how long a target may take to become ready (default %(default)s)")
+    return parser
+
+
+def parse_config(argv: Sequence[str] | None) -> Config:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    duration = args.duration or (3 if args.quick else 10)
+    rounds = args.rounds or (1 if args.quick else 2)
+    if duration < 1 or rounds < 1:
+        parser.error("--duration and --rounds must be at least 1")
+    by_name = {s.name: s for s in SCENARIOS}
+    return Config(
+        data=args.data.resolve() if args.data else None, duration=duration, rounds=rounds,
+        targets=[t for t in TARGETS if t in args.targets],
+        scenarios=[by_name[name] for name in args.scenarios],
+        out=args.out.resolve(), app_args=args.app_arg, pause=args.pause,
+        start_timeout=args.start_timeout,
+    )
+
+
+def missing_tools(targets: Sequence[str]) -> list[str]:
+    needed = ["wrk", *(["nginx"] if "nginx" in targets else [])]
+    return [tool for tool in needed if shutil.which(tool) is None]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = parse_config(argv)
+    missing = missing_tools(config.targets)
+    if missing:
+        print(f"wholefile: not found: {', '.join(missing)} "
+              "(apt-get install -y nginx-light wrk)", file=sys.stderr)
+        return 1
+    install_signal_handlers()
+    try:
+        return run(config)
+    except BenchmarkError as exc:
+        print(f"wholefile: error: {exc}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, Interrupted) as exc:
+        print(f"wholefile: interrupted ({exc or 'SIGINT'}); all servers stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""geojson-api: serve GeoJSON datasets fast, versioned and safely."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from . import api, delivery, errors
+from .catalog import Catalog
+from .settings import Settings
+
+__all__ = ["Settings", "create_app"]
+__version__ = "0.1.0"
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the WSGI app. Nothing is configured at import time."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__, static_folder=None)
+    app.config["SETTINGS"] = settings
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.url_map.strict_slashes = False
+    app.url_map.merge_slashes = False  # "//" in a dataset path is malformed, not redirected
+    app.extensions["catalog"] = Catalog(settings)
+    errors.init_app(app)
+    delivery.init_app(app)
+    api.init_app(app)
+    logging.getLogger("geojson_api").setLevel(settings.log_level.upper())
+    return app

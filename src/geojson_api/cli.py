@@ -1,0 +1,254 @@
+"""The ``geojson-api`` command.
+
+Public forms (scripts and docs rely on them)::
+
+    geojson-api serve [--data DIR] [--bind HOST:PORT] [--sample] [...]
+    geojson-api sample DIR [--only NAME ...]
+    geojson-api check FILE [--json] [--progress | --no-progress]
+    geojson-api prepare [--data DIR]
+    geojson-api settings [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from .errors import APIError, InvalidGeoJSON
+from .scan import scan
+from .settings import Settings, SettingsError, env_name, markdown_table, table
+
+PROGRESS_MIN_BYTES = 8 * 1024 * 1024
+
+
+# -- progress ---------------------------------------------------------------
+
+class ProgressBar:
+    """A one-line progress bar on a terminal stream, redrawn at most 10 times a second."""
+
+    def __init__(self, total: int, label: str, stream: TextIO | None = None) -> None:
+        self.total = max(total, 1)
+        self.label = label
+        self.stream = stream if stream is not None else sys.stderr
+        self._last = 0.0
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if now - self._last < 0.1 and done < self.total:
+            return
+        self._last = now
+        fraction = min(done / self.total, 1.0)
+        filled = int(fraction * 30)
+        bar = "#" * filled + "-" * (30 - filled)
+        self.stream.write(
+            f"\r{self.label} [{bar}] {fraction:6.1%} {done / 1e6:8.1f}/{self.total / 1e6:.1f} MB"
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        self(self.total)
+        self.stream.write("\n")
+
+
+# -- check ------------------------------------------------------------------
+
+def cmd_check(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"{path}: no such file", file=sys.stderr)
+        return 2
+    size = path.stat().st_size
+    show = args.progress if args.progress is not None else (
+        size >= PROGRESS_MIN_BYTES and sys.stderr.isatty()
+    )
+    bar = ProgressBar(size, path.name) if show else None
+    try:
+        result = scan(path, progress=bar)
+    except InvalidGeoJSON as exc:
+        if bar:
+            bar.stream.write("\n")
+        return _report_invalid(path, exc.description, args.json)
+    if bar:
+        bar.close()
+    return _report_scan(path, result.as_dict(), args.json)
+
+
+def _report_invalid(path: Path, message: str, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"file": str(path), "valid": False, "error": message}))
+    else:
+        print(f"{path}: invalid: {message}", file=sys.stderr)
+    return 1
+
+
+def _report_scan(path: Path, info: dict[str, object], as_json: bool) -> int:
+    valid = info["problem_count"] == 0
+    if as_json:
+        print(json.dumps({"file": str(path), "valid": valid, **info}))
+        return 0 if valid else 1
+    print(f"{path}: {info['type']}, {info['features']} features, bbox {info['bbox']}, "
+          f"geometry types {', '.join(info['geometry_types']) or '-'}")  # type: ignore[arg-type]
+    for problem in info["problems"]:  # type: ignore[attr-defined]
+        print(f"  problem: {problem}", file=sys.stderr)
+    if not valid:
+        shown = len(info["problems"])  # type: ignore[arg-type]
+        print(f"{path}: {info['problem_count']} problems ({shown} shown)", file=sys.stderr)
+        return 1
+    print(f"{path}: valid GeoJSON")
+    return 0
+
+
+# -- sample -----------------------------------------------------------------
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from .sample import write_samples
+
+    def progress(name: str, done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\rwriting {name}.geojson {done / 1e6:6.1f}/{total / 1e6:.1f} MB")
+
+    paths = write_samples(args.dir, args.only or None, progress=progress)
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    for path in paths:
+        print(f"{path} {path.stat().st_size} bytes")
+    return 0
+
+
+# -- prepare and serve -------------------------------------------------------
+
+def _apply_env(pairs: dict[str, object]) -> None:
+    for name, value in pairs.items():
+        if value is not None:
+            os.environ[env_name(name)] = str(value)
+
+
+def prepare(settings: Settings, say: Callable[[str], None]) -> int:
+    """Publish every dataset and build its variants; returns the number of failures."""
+    from .catalog import Catalog
+
+    catalog = Catalog(settings)
+    failures = 0
+    for name in catalog.names():
+        started = time.monotonic()
+        try:
+            version = catalog.prepare(name)
+        except APIError as exc:
+            failures += 1
+            say(f"  {name}: not published: {exc.description}")
+            continue
+        say(f"  {name}: version {version.id}, {version.size} bytes, "
+            f"{version.meta['features']} features ({time.monotonic() - started:.1f} s)")
+    return failures
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    _apply_env({"data_dir": args.data})
+    settings = Settings.from_env()
+    return 1 if prepare(settings, print) else 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _apply_env({"data_dir": args.data, "bind": args.bind, "workers": args.workers,
+                "worker_class": args.worker_class, "threads": args.threads})
+    settings = Settings.from_env()
+    data_dir = Path(settings.data_dir)
+    if args.sample and not any(data_dir.glob("*.geojson")):
+        from .sample import write_samples
+
+        print(f"writing sample datasets into {data_dir} ...", file=sys.stderr)
+        write_samples(data_dir)
+    if not data_dir.is_dir():
+        print(f"data folder {data_dir} does not exist (use --data DIR, or --sample to make "
+              "sample data)", file=sys.stderr)
+        return 2
+    if not args.no_prepare:
+        print(f"preparing datasets in {data_dir} ...", file=sys.stderr)
+        prepare(settings, lambda line: print(line, file=sys.stderr))
+    argv = [sys.executable, "-m", "gunicorn", "-c", "python:geojson_api.gunicorn_conf"]
+    print(f"serving on http://{settings.bind}/ ({settings.workers} {settings.worker_class} "
+          "workers)", file=sys.stderr)
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
+    return 0  # not reached
+
+
+# -- settings ----------------------------------------------------------------
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    if args.markdown:
+        sys.stdout.write(markdown_table())
+        return 0
+    current = Settings.from_env()
+    for row in table():
+        print(f"{row.env:<36} {getattr(current, row.name)!s:<24} {row.help}")
+    return 0
+
+
+# -- parser ------------------------------------------------------------------
+
+def _settings_epilog() -> str:
+    lines = ["settings (environment variables):"]
+    lines += [f"  {row.env:<36} default {row.default}" for row in table()]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="geojson-api", description="Serve GeoJSON datasets fast, versioned and safely.",
+        epilog=_settings_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the service under Gunicorn")
+    serve.add_argument("--data", metavar="DIR", help="data folder (GEOJSON_API_DATA_DIR)")
+    serve.add_argument("--bind", metavar="HOST:PORT", help="listen address (GEOJSON_API_BIND)")
+    serve.add_argument("--workers", type=int, help="worker processes (GEOJSON_API_WORKERS)")
+    serve.add_argument("--worker-class", choices=["gthread", "gevent", "sync"],
+                       help="Gunicorn worker class (GEOJSON_API_WORKER_CLASS)")
+    serve.add_argument("--threads", type=int, help="threads per worker (GEOJSON_API_THREADS)")
+    serve.add_argument("--sample", action="store_true",
+                       help="write the sample datasets first if the data folder has none")
+    serve.add_argument("--no-prepare", action="store_true",
+                       help="start at once; datasets are published on first request")
+    serve.set_defaults(func=cmd_serve)
+
+    sample = sub.add_parser("sample", help="write small, medium and large sample datasets")
+    sample.add_argument("dir", metavar="DIR")
+    sample.add_argument("--only", action="append", choices=["small", "medium", "large"],
+                        help="write only this one (repeatable)")
+    sample.set_defaults(func=cmd_sample)
+
+    check = sub.add_parser("check", help="validate a GeoJSON file (streaming)")
+    check.add_argument("file", metavar="FILE")
+    check.add_argument("--json", action="store_true", help="print the result as JSON")
+    check.add_argument("--progress", dest="progress", action="store_true", default=None,
+                       help="always show the progress bar")
+    check.add_argument("--no-progress", dest="progress", action="store_false")
+    check.set_defaults(func=cmd_check)
+
+    prep = sub.add_parser("prepare", help="publish every dataset and build compressed variants")
+    prep.add_argument("--data", metavar="DIR", help="data folder (GEOJSON_API_DATA_DIR)")
+    prep.set_defaults(func=cmd_prepare)
+
+    settings = sub.add_parser("settings", help="show the settings and their current values")
+    settings.add_argument("--markdown", action="store_true", help="print the README table")
+    settings.set_defaults(func=cmd_settings)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SettingsError as exc:
+        print(f"geojson-api: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,88 @@
+"""Precompressed variants (gzip, brotli) of a stored version.
+
+Built once per version, in the background, chunk by chunk so that memory
+stays flat and a gevent worker keeps serving while it runs (each chunk ends
+with a zero-length sleep, a cooperative yield under gevent and a no-op with
+threads). A variant appears by atomic rename: it is absent or complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import brotli
+
+from .settings import Settings
+
+SUFFIX = {"gzip": ".gz", "br": ".br"}
+CHUNK = 1 << 20
+
+
+class _Compressor(Protocol):
+    def compress(self, data: bytes) -> bytes: ...
+    def flush(self) -> bytes: ...
+
+
+class _Brotli:
+    """Brotli's streaming API under zlib's method names."""
+
+    def __init__(self, quality: int) -> None:
+        self._inner = brotli.Compressor(mode=brotli.MODE_TEXT, quality=quality)
+
+    def compress(self, data: bytes) -> bytes:
+        return bytes(self._inner.process(data))
+
+    def flush(self) -> bytes:
+        return bytes(self._inner.finish())
+
+
+def _gzip(level: int) -> _Compressor:
+    # wbits=31: a gzip container with a zero timestamp, so output is reproducible.
+    return zlib.compressobj(level, zlib.DEFLATED, 31)
+
+
+def compressor(encoding: str, settings: Settings) -> _Compressor:
+    if encoding == "gzip":
+        return _gzip(settings.gzip_level)
+    if encoding == "br":
+        return _Brotli(settings.brotli_quality)
+    raise ValueError(f"unknown encoding {encoding!r}")
+
+
+def variant_path(path: Path, encoding: str) -> Path:
+    return path.with_name(path.name + SUFFIX[encoding])
+
+
+def compress_file(source: Path, target: Path, make: Callable[[], _Compressor]) -> None:
+    """Stream ``source`` through a compressor into ``target``, atomically."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        engine = make()
+        with open(source, "rb") as src, open(tmp, "wb") as dst:
+            while chunk := src.read(CHUNK):
+                dst.write(engine.compress(chunk))
+                time.sleep(0)
+            dst.write(engine.flush())
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def build_variants(path: Path, settings: Settings) -> list[Path]:
+    """Make every configured variant of ``path`` that does not exist yet."""
+    built = []
+    for encoding in settings.precompress_encodings:
+        target = variant_path(path, encoding)
+        if not target.exists():
+            compress_file(path, target, lambda e=encoding: compressor(e, settings))  # type: ignore[misc]
+            built.append(target)
+    return built

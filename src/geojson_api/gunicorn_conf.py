@@ -1,0 +1,35 @@
+"""Gunicorn configuration, derived from the settings table.
+
+Used as ``gunicorn -c python:geojson_api.gunicorn_conf`` (what ``geojson-api
+serve`` and the container run) or through ``deploy/gunicorn.conf.py``. Every
+value comes from a ``GEOJSON_API_*`` variable; see the README's configuration
+table. Plain Gunicorn flags on the command line still override these.
+"""
+
+from __future__ import annotations
+
+from geojson_api.settings import Settings
+
+_s = Settings.from_env()
+
+wsgi_app = "geojson_api.wsgi:app"
+bind = [_s.bind]
+workers = _s.workers
+worker_class = _s.worker_class
+threads = _s.threads
+worker_connections = _s.worker_connections
+timeout = _s.timeout
+graceful_timeout = _s.graceful_timeout
+keepalive = _s.keepalive
+max_requests = _s.max_requests
+max_requests_jitter = _s.max_requests_jitter
+accesslog = _s.access_log or None
+errorlog = _s.error_log
+loglevel = _s.log_level
+proc_name = _s.proc_name
+# Do not set `sendfile` here: Gunicorn treats *any* value of that setting,
+# True included, as --no-sendfile. Left unset, sync and gthread workers send
+# files with sendfile(2).
+# Gunicorn 27 opens a control socket in $HOME by default; several instances on
+# one machine (tests, the local stack) would fight over it.
+control_socket_disable = True

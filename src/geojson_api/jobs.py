@@ -1,0 +1,82 @@
+"""Background jobs that requests must never wait for.
+
+An in-process queue with one worker thread, started lazily in the process
+that first submits (so it survives Gunicorn's fork: the master never owns it).
+Jobs are keyed; a key already queued or running is not queued twice. Work that
+must happen once across processes guards itself with a file lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable, Hashable
+
+log = logging.getLogger(__name__)
+
+Job = Callable[[], object]
+
+
+class JobRunner:
+    """One worker thread draining a queue of keyed jobs."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[Hashable, Job]] = queue.Queue()
+        self._pending: set[Hashable] = set()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def submit(self, key: Hashable, job: Job) -> bool:
+        """Queue ``job`` unless a job with ``key`` is already waiting or running."""
+        with self._lock:
+            if key in self._pending:
+                return False
+            self._pending.add(key)
+            self._ensure_thread()
+        self._queue.put((key, job))
+        return True
+
+    def _ensure_thread(self) -> None:
+        if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
+            return
+        self._pid = os.getpid()
+        self._thread = threading.Thread(target=self._run, name="geojson-api-jobs", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            key, job = self._queue.get()
+            try:
+                job()
+            except Exception:
+                log.exception("background job %r failed", key)
+            finally:
+                with self._lock:
+                    self._pending.discard(key)
+                    self._idle.notify_all()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no job is pending; False on timeout."""
+        with self._lock:
+            return self._idle.wait_for(lambda: not self._pending, timeout)
+
+
+    def _after_fork(self) -> None:
+        """A forked child starts with no thread, no queue and nothing pending."""
+        self.__init__()  # type: ignore[misc]
+
+
+_runner = JobRunner()
+os.register_at_fork(after_in_child=_runner._after_fork)
+
+
+def submit(key: Hashable, job: Job) -> bool:
+    return _runner.submit(key, job)
+
+
+def wait_idle(timeout: float | None = None) -> bool:
+    return _runner.wait_idle(timeout)

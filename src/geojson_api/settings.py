@@ -1,0 +1,256 @@
+"""The settings table: every knob of the service, declared once as data.
+
+Each setting has a name, a type, a default, a help text and an environment
+variable ``GEOJSON_API_<NAME>``. The same table feeds the Flask app, the
+Gunicorn config (``deploy/gunicorn.conf.py``), ``geojson-api settings`` and the
+configuration section of the README (a test fails when they drift).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "GEOJSON_API_"
+
+
+def default_workers() -> int:
+    """Gunicorn's classic rule: two workers per core plus one."""
+    return 2 * (os.cpu_count() or 1) + 1
+
+
+def _setting(default: Any, help: str, group: str, *, shown: str | None = None) -> Any:
+    """Declare one setting: a dataclass field carrying its help text and group."""
+    meta = {"help": help, "group": group, "shown": shown}
+    if callable(default):
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings, typed. Build with :meth:`from_env`; never mutate."""
+
+    # -- data ---------------------------------------------------------------
+    data_dir: Path = _setting(
+        Path("data"), "Folder of published datasets (`*.geojson`, `*.json`).", "data"
+    )
+    state_dir: Path | None = _setting(
+        None,
+        "Folder for versions and derived artifacts (copies, gzip/brotli variants, "
+        "metadata). Must be writable.",
+        "data",
+        shown="`<data_dir>/.state`",
+    )
+    settle_seconds: float = _setting(
+        2.0,
+        "A data file modified less than this many seconds ago is treated as still being "
+        "written; the previous version keeps being served until it settles.",
+        "data",
+    )
+    keep_versions: int = _setting(
+        2, "Old versions kept per dataset after a new one is published.", "data"
+    )
+    precompress: str = _setting(
+        "gzip,br",
+        "Precompressed variants built once per version (comma list of `gzip`, `br`; empty "
+        "for none).",
+        "data",
+    )
+    gzip_level: int = _setting(6, "gzip level (1-9) for the precompressed variant.", "data")
+    brotli_quality: int = _setting(
+        5, "Brotli quality (0-11) for the precompressed variant.", "data"
+    )
+    compress_min_bytes: int = _setting(
+        1024, "Files smaller than this get no compressed variants.", "data"
+    )
+    # -- HTTP ---------------------------------------------------------------
+    cache_max_age: int = _setting(
+        60, "`Cache-Control: max-age` (seconds) on dataset downloads.", "http"
+    )
+    cache_s_maxage: int = _setting(
+        300, "`Cache-Control: s-maxage` (seconds) for shared caches and CDNs.", "http"
+    )
+    cache_public: bool = _setting(
+        True, "Mark dataset downloads `public` (`private` otherwise).", "http"
+    )
+    # -- server (Gunicorn) ----------------------------------------------------
+    bind: str = _setting("127.0.0.1:8000", "Address Gunicorn listens on (HOST:PORT).", "server")
+    workers: int = _setting(
+        default_workers, "Gunicorn worker processes.", "server", shown="2 x cores + 1"
+    )
+    worker_class: str = _setting(
+        "gthread",
+        "Gunicorn worker class: `gthread` (sendfile, default by measurement) or `gevent`.",
+        "server",
+    )
+    threads: int = _setting(8, "Threads per worker (gthread).", "server")
+    worker_connections: int = _setting(
+        1000, "Simultaneous clients per worker (gevent).", "server"
+    )
+    timeout: int = _setting(
+        60, "Seconds a worker may be silent before the master restarts it.", "server"
+    )
+    graceful_timeout: int = _setting(
+        30, "Seconds workers get to finish requests on restart or stop.", "server"
+    )
+    keepalive: int = _setting(5, "Seconds an idle keep-alive connection stays open.", "server")
+    max_requests: int = _setting(
+        10000, "Requests after which a worker is replaced (0 disables).", "server"
+    )
+    max_requests_jitter: int = _setting(
+        1000, "Random extra requests added to `max_requests` per worker.", "server"
+    )
+    access_log: str = _setting(
+        "-", "Access log file (`-` for stdout, empty to disable).", "server"
+    )
+    error_log: str = _setting("-", "Error log file (`-` for stderr).", "server")
+    log_level: str = _setting("info", "Log level: debug, info, warning, error.", "server")
+    proc_name: str = _setting("geojson-api", "Process name shown by ps/top.", "server")
+
+    # -- construction -------------------------------------------------------
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Settings:
+        """Read ``GEOJSON_API_*`` variables; keyword overrides win over the environment."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(env_name(f.name))
+            if raw is not None:
+                values[f.name] = parse_value(f.name, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, str) and f.name in _PATH_FIELDS:
+                object.__setattr__(self, f.name, Path(value))
+        _validate(self)
+
+    @property
+    def state_path(self) -> Path:
+        """The state folder, defaulting to ``<data_dir>/.state``."""
+        return self.state_dir if self.state_dir is not None else self.data_dir / ".state"
+
+    @property
+    def precompress_encodings(self) -> tuple[str, ...]:
+        return tuple(e.strip() for e in self.precompress.split(",") if e.strip())
+
+
+_PATH_FIELDS = {"data_dir", "state_dir"}
+
+
+class SettingsError(ValueError):
+    """A setting has a value of the wrong type or out of range."""
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected true/false, got {raw!r}")
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "int": int,
+    "float": float,
+    "bool": _parse_bool,
+    "str": str,
+    "Path": Path,
+    "Path | None": lambda raw: Path(raw) if raw else None,
+}
+
+
+def parse_value(name: str, raw: str) -> Any:
+    """Turn the text of an environment variable into the setting's type."""
+    kind = type_name(name)
+    try:
+        return _PARSERS[kind](raw.strip())
+    except ValueError as exc:
+        raise SettingsError(f"{env_name(name)}: {exc}") from None
+
+
+def type_name(name: str) -> str:
+    return str(_FIELDS[name].type)
+
+
+_WORKER_CLASSES = {"gthread", "gevent", "sync"}
+_ENCODINGS = {"gzip", "br"}
+
+
+def _validate(s: Settings) -> None:
+    checks = [
+        (s.worker_class in _WORKER_CLASSES, "worker_class", f"one of {sorted(_WORKER_CLASSES)}"),
+        (set(s.precompress_encodings) <= _ENCODINGS, "precompress", "a list of gzip, br"),
+        (1 <= s.gzip_level <= 9, "gzip_level", "between 1 and 9"),
+        (0 <= s.brotli_quality <= 11, "brotli_quality", "between 0 and 11"),
+        (s.workers >= 1 and s.threads >= 1, "workers/threads", "at least 1"),
+        (s.keep_versions >= 0, "keep_versions", "0 or more"),
+        (s.settle_seconds >= 0, "settle_seconds", "0 or more"),
+        (":" in s.bind or s.bind.startswith("unix:"), "bind", "HOST:PORT or unix:PATH"),
+    ]
+    for ok, name, expected in checks:
+        if not ok:
+            raise SettingsError(f"setting {name} must be {expected}")
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+@dataclass(frozen=True)
+class SettingDoc:
+    """One row of the settings table as users see it."""
+
+    name: str
+    env: str
+    type: str
+    default: str
+    help: str
+    group: str
+
+
+def table() -> list[SettingDoc]:
+    """The settings table, in declaration order."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        rows.append(
+            SettingDoc(
+                name=f.name,
+                env=env_name(f.name),
+                type=str(f.type).replace("Path | None", "path").replace("Path", "path"),
+                default=f.metadata["shown"] or _show_default(f),
+                help=f.metadata["help"],
+                group=f.metadata["group"],
+            )
+        )
+    return rows
+
+
+def _show_default(f: dataclasses.Field[Any]) -> str:
+    value = f.default
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if value == "":
+        return "(empty)"
+    return f"`{value}`"
+
+
+def markdown_table() -> str:
+    """The configuration section of the README, generated from the table."""
+    lines = ["| Environment variable | Type | Default | Meaning |", "|---|---|---|---|"]
+    for row in table():
+        lines.append(f"| `{row.env}` | {row.type} | {row.default} | {row.help} |")
+    return "\n".join(lines) + "\n"

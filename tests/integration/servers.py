@@ -1,0 +1,112 @@
+"""Real servers for integration tests: a Gunicorn process tree on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout} s")
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of a process, from /proc."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except FileNotFoundError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def proc_status(pid: int, key: str) -> int:
+    """A kB value (e.g. VmRSS) from /proc/<pid>/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def proc_io(pid: int) -> dict[str, int]:
+    rows = Path(f"/proc/{pid}/io").read_text().splitlines()
+    return {k: int(v) for k, v in (row.split(": ") for row in rows)}
+
+
+@dataclass
+class GunicornServer:
+    """``geojson-api serve`` started as a subprocess; stopped by PID."""
+
+    data_dir: Path
+    log_path: Path
+    worker_class: str = "gthread"
+    workers: int = 2
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> GunicornServer:
+        self.port = free_port()
+        env = {**os.environ, "GEOJSON_API_SETTLE_SECONDS": "0", **self.env}
+        command = [sys.executable, "-m", "geojson_api", "serve", "--data", str(self.data_dir),
+                   "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+                   "--worker-class", self.worker_class]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        try:
+            wait_http(self.url + "/readyz", proc=self.proc)
+            self._wait_workers()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_workers(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.worker_pids()) < self.workers and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def worker_pids(self) -> list[int]:
+        assert self.proc is not None
+        return children(self.proc.pid)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)

@@ -1,0 +1,207 @@
+"""Whole-file delivery through a real Gunicorn over real sockets (gthread and gevent)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import os
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+import brotli
+import pytest
+import requests
+
+from ..attacks import ATTACKS
+from .servers import GunicornServer, proc_io, proc_status
+
+TIMEOUT = 60
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def raw_get(server: GunicornServer, path: str, headers: dict[str, str] | None = None
+            ) -> tuple[int, dict[str, str], bytes]:
+    """One request with the path sent exactly as given (no client-side normalisation)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)
+    try:
+        conn.putrequest("GET", path, skip_accept_encoding=True)
+        for name, value in (headers or {}).items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("name", ["small", "medium", "large"])
+def test_plain_download_is_byte_identical(server: GunicornServer, name: str) -> None:
+    expected = (server.data_dir / f"{name}.geojson").read_bytes()
+    r = requests.get(f"{server.url}/geojson/{name}", headers={"Accept-Encoding": "identity"},
+                     timeout=TIMEOUT)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/geo+json"
+    assert int(r.headers["Content-Length"]) == len(expected)
+    assert sha(r.content) == sha(expected)
+
+
+@pytest.mark.parametrize(("encoding", "decode"), [("gzip", gzip.decompress),
+                                                  ("br", brotli.decompress)])
+def test_compressed_download_is_byte_identical(server: GunicornServer, encoding: str,
+                                               decode: object) -> None:
+    expected = (server.data_dir / "medium.geojson").read_bytes()
+    status, headers, body = raw_get(server, "/geojson/medium", {"Accept-Encoding": encoding})
+    assert status == 200 and headers["Content-Encoding"] == encoding
+    assert headers["Vary"] == "Accept-Encoding" and int(headers["Content-Length"]) == len(body)
+    assert len(body) < len(expected) / 3
+    assert sha(decode(body)) == sha(expected)  # type: ignore[operator]
+
+
+def test_conditional_requests(server: GunicornServer) -> None:
+    first = requests.head(f"{server.url}/geojson/large", timeout=TIMEOUT,
+                          headers={"Accept-Encoding": "identity"})
+    assert first.status_code == 200
+    size = (server.data_dir / "large.geojson").stat().st_size
+    assert first.headers["Content-Length"] == str(size)
+    etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
+    for headers in ({"If-None-Match": etag}, {"If-Modified-Since": modified},
+                    {"If-None-Match": f'"x", {etag}'}):
+        status, got, body = raw_get(server, "/geojson/large", headers)
+        assert (status, body) == (304, b"") and got["ETag"] == etag
+
+
+def test_ranges(server: GunicornServer) -> None:
+    data = (server.data_dir / "large.geojson").read_bytes()
+    cases = [("bytes=0-99", data[:100]), ("bytes=1000000-1000999", data[1000000:1001000]),
+             ("bytes=-10", data[-10:]), (f"bytes={len(data) - 5}-", data[-5:])]
+    for header, part in cases:
+        status, headers, body = raw_get(server, "/geojson/large", {"Range": header})
+        assert status == 206 and body == part, header
+        assert headers["Content-Length"] == str(len(part))
+    status, headers, body = raw_get(server, "/geojson/large", {"Range": f"bytes={len(data)}-"})
+    assert status == 416 and headers["Content-Range"] == f"bytes */{len(data)}"
+    assert b'"code"' in body
+
+
+def test_range_on_compressed_representation(server: GunicornServer) -> None:
+    _, _, whole = raw_get(server, "/geojson/medium", {"Accept-Encoding": "br"})
+    status, headers, part = raw_get(server, "/geojson/medium",
+                                    {"Accept-Encoding": "br", "Range": "bytes=100-199"})
+    assert status == 206 and headers["Content-Encoding"] == "br" and part == whole[100:200]
+
+
+def test_other_methods(server: GunicornServer) -> None:
+    for method in ("POST", "PUT", "DELETE", "PATCH"):
+        r = requests.request(method, f"{server.url}/geojson/small", timeout=TIMEOUT)
+        assert r.status_code == 405 and r.json()["code"] == "method-not-allowed"
+        assert "GET" in r.headers["Allow"]
+
+
+@pytest.fixture(scope="module")
+def planted(served_data: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A secret outside the data folder, and links in the folder that point at it."""
+    secret = b"TOP-SECRET-" + os.urandom(8).hex().encode()
+    outside = tmp_path_factory.mktemp("outside") / "outside.geojson"
+    outside.write_bytes(b'{"type":"FeatureCollection","features":[],"s":"' + secret + b'"}')
+    for name in ("outside", "escape"):
+        link = served_data / f"{name}.geojson"
+        if not link.exists():
+            link.symlink_to(outside)
+    return secret
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_traversal_over_the_wire(server: GunicornServer, planted: bytes, attack: str) -> None:
+    path = "/geojson/" + urllib.parse.quote(attack, safe="/%\\;:$~")
+    status, headers, body = raw_get(server, path)
+    assert status in (400, 404), (attack, status)
+    assert headers["Content-Type"] == "application/json"
+    assert planted not in body and b"root:" not in body
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Range": "bytes=zz"}, {"Range": "bytes=5-1"}, {"Range": "bytes=0-1,5-6,9-"},
+     {"Range": "lines=1-2"}, {"If-Modified-Since": "not a date"}, {"If-Modified-Since": "0"},
+     {"If-None-Match": "\"unterminated"}, {"If-None-Match": ","}, {"If-Range": "garbage"},
+     {"If-Range": "Mon, 99 Jan 1900"}, {"Accept-Encoding": ";;;q=x,,br;q=abc"},
+     {"Accept-Encoding": "gzip;q=2"}, {"Range": "bytes=" + "9" * 2000 + "-"},
+     {"If-Unmodified-Since": "tomorrow"}, {"Range": "bytes=-0"}],
+)
+def test_malformed_headers_never_500(server: GunicornServer, headers: dict[str, str]) -> None:
+    status, _, body = raw_get(server, "/geojson/small", headers)
+    assert status < 500, (headers, status, body[:200])
+
+
+def test_replaced_while_downloading(server: GunicornServer, tmp_path: Path) -> None:
+    target = server.data_dir / f"swap-{server.worker_class}.geojson"
+    old = (server.data_dir / "large.geojson").read_bytes()
+    new = (server.data_dir / "medium.geojson").read_bytes()
+    target.write_bytes(old)
+    url = f"{server.url}/geojson/{target.stem}"
+    with requests.get(url, stream=True, timeout=TIMEOUT,
+                      headers={"Accept-Encoding": "identity"}) as slow:
+        chunks = slow.iter_content(1 << 16)
+        received = [next(chunks)]
+        staging = tmp_path / "staging.geojson"
+        staging.write_bytes(new)
+        os.replace(staging, target)  # publish by rename while the download is open
+        fresh = requests.get(url, headers={"Accept-Encoding": "identity"}, timeout=TIMEOUT)
+        assert fresh.headers["ETag"] != slow.headers["ETag"]
+        assert sha(fresh.content) == sha(new)
+        received.extend(chunks)
+    assert sha(b"".join(received)) == sha(old)
+
+
+def _download(url: str, errors: list[str]) -> None:
+    try:
+        with requests.get(url, stream=True, timeout=TIMEOUT,
+                          headers={"Accept-Encoding": "identity"}) as r:
+            size = sum(len(c) for c in r.iter_content(1 << 20))
+            if r.status_code != 200 or size != int(r.headers["Content-Length"]):
+                errors.append(f"{r.status_code} {size}")
+    except requests.RequestException as exc:
+        errors.append(repr(exc))
+
+
+def test_memory_is_flat_under_50_concurrent_large_downloads(server: GunicornServer) -> None:
+    url = f"{server.url}/geojson/large"
+    for _ in range(2 * server.workers):  # warm every worker's code paths
+        requests.get(url, timeout=TIMEOUT).close()
+    workers = server.worker_pids()
+    idle = {pid: proc_status(pid, "VmRSS") for pid in workers}
+    peak = dict(idle)
+    errors: list[str] = []
+    threads = [threading.Thread(target=_download, args=(url, errors)) for _ in range(50)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        for pid in workers:
+            peak[pid] = max(peak[pid], proc_status(pid, "VmRSS"))
+        time.sleep(0.02)
+    for t in threads:
+        t.join()
+    assert errors == []
+    growth_mb = {pid: (peak[pid] - idle[pid]) / 1024 for pid in workers}
+    print(f"{server.worker_class}: idle kB {idle}, growth MB {growth_mb}")
+    assert max(growth_mb.values()) <= 20, growth_mb
+
+
+def test_gthread_sends_files_with_sendfile(server: GunicornServer) -> None:
+    """Bytes do not pass through Python: few read syscalls for a 50 MB download."""
+    if server.worker_class != "gthread":
+        pytest.skip("gevent's socket.sendfile falls back to a read/send loop")
+    url = f"{server.url}/geojson/large"
+    before = {pid: proc_io(pid) for pid in server.worker_pids()}
+    r = requests.get(url, headers={"Accept-Encoding": "identity"}, timeout=TIMEOUT)
+    assert len(r.content) == (server.data_dir / "large.geojson").stat().st_size
+    after = {pid: proc_io(pid) for pid in server.worker_pids()}
+    reads = sum(after[p]["syscr"] - before[p]["syscr"] for p in after)
+    read_bytes = sum(after[p]["rchar"] - before[p]["rchar"] for p in after)
+    # A read loop would need >= 191 reads of 256 KiB; sendfile needs a handful.
+    assert reads < 100, (reads, read_bytes)

@@ -1,0 +1,72 @@
+"""Dataset API and health endpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from ..conftest import ROADS
+
+
+def test_listing(client: FlaskClient, data_dir: Path) -> None:
+    (data_dir / "parks.json").write_bytes(ROADS)
+    (data_dir / "notes.txt").write_text("ignored")
+    body = client.get("/api/datasets").json
+    assert [d["name"] for d in body["datasets"]] == ["parks", "roads"]  # type: ignore[index]
+    roads = body["datasets"][1]  # type: ignore[index]
+    assert roads["status"] == "ready"
+    assert roads["features"] == 3 and roads["bytes"] == len(ROADS)
+    assert roads["bbox"] == [4.8, 45.7, 5.0, 45.8]
+    assert roads["geometry_types"] == ["LineString", "Point"]
+    assert roads["properties"] == {"lanes": "number", "name": "string"}
+    assert roads["modified"].endswith("Z")
+    hrefs = {link["rel"]: link["href"] for link in roads["links"]}
+    assert hrefs == {"self": "http://localhost/api/datasets/roads",
+                     "enclosure": "http://localhost/geojson/roads"}
+
+
+def test_listing_reports_broken_datasets_without_failing(client: FlaskClient,
+                                                         data_dir: Path) -> None:
+    (data_dir / "broken.geojson").write_bytes(b"{")
+    response = client.get("/api/datasets")
+    assert response.status_code == 200
+    broken = response.json["datasets"][0]  # type: ignore[index]
+    assert broken["name"] == "broken" and broken["status"] == "dataset-unavailable"
+    assert "not valid JSON" in broken["error"]
+
+
+def test_one_dataset(client: FlaskClient) -> None:
+    body = client.get("/api/datasets/roads").json
+    etag = client.get("/geojson/roads").headers["ETag"]
+    assert body["version"] == etag.strip('"')  # type: ignore[index]
+    assert client.get("/api/datasets/roads.geojson").json == body
+
+
+def test_one_dataset_errors(client: FlaskClient, data_dir: Path) -> None:
+    assert client.get("/api/datasets/none").status_code == 404
+    assert client.get("/api/datasets/..%2fx").status_code == 400
+    (data_dir / "broken.geojson").write_bytes(b"[]")
+    broken = client.get("/api/datasets/broken")
+    assert broken.status_code == 503
+    assert broken.json["code"] == "dataset-unavailable"  # type: ignore[index]
+
+
+def test_health(client: FlaskClient) -> None:
+    assert client.get("/healthz").json == {"status": "ok"}
+    assert client.get("/readyz").json == {"status": "ready"}
+
+
+def test_not_ready_when_state_is_not_writable(make_app: object, tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    app: Flask = make_app(state_dir=blocker / "state")  # type: ignore[operator]
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert set(response.json["checks"]) == {"state_dir"}  # type: ignore[index]
+
+
+def test_index_links(client: FlaskClient) -> None:
+    rels = {link["rel"] for link in client.get("/").json["links"]}  # type: ignore[index]
+    assert {"data", "health", "ready"} <= rels

@@ -1,0 +1,190 @@
+"""The catalog: versions, atomic publishing, torn and invalid files, clean-up."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from geojson_api import catalog as catalog_module
+from geojson_api.catalog import Catalog, DatasetUnavailable
+from geojson_api.errors import DatasetNotFound, NotReady
+from geojson_api.settings import Settings
+
+from ..conftest import ROADS
+
+OTHER = ROADS.replace(b'"A"', b'"Other"')
+
+
+def make_catalog(data_dir: Path, **overrides: object) -> Catalog:
+    values: dict[str, object] = {"data_dir": data_dir, "precompress": "", "settle_seconds": 0.0}
+    values.update(overrides)
+    return Catalog(Settings(**values))  # type: ignore[arg-type]
+
+
+def publish(path: Path, data: bytes) -> None:
+    """Publish by rename, the documented way."""
+    tmp = path.with_name("." + path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def test_version_is_the_content_digest(data_dir: Path) -> None:
+    version = make_catalog(data_dir).current("roads")
+    assert version.path.read_bytes() == ROADS
+    assert version.meta["sha256"].startswith(version.id) and len(version.id) == 16
+    assert version.meta["features"] == 3
+    assert version.path.is_relative_to(data_dir / ".state")
+
+
+def test_same_content_same_version_across_catalogs(data_dir: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "roads.geojson").write_bytes(ROADS)
+    assert make_catalog(data_dir).current("roads").id == make_catalog(other).current("roads").id
+
+
+def test_digest_is_not_recomputed_while_the_file_is_unchanged(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+    real = catalog_module._copy_and_hash
+    monkeypatch.setattr(catalog_module, "_copy_and_hash",
+                        lambda *a: calls.append(a) or real(*a))
+    first = make_catalog(data_dir)
+    for _ in range(5):
+        first.current("roads")
+    make_catalog(data_dir).current("roads")  # another process: reads the pointer file
+    assert len(calls) == 1
+
+
+def test_publishing_by_rename_switches_version(data_dir: Path) -> None:
+    catalog = make_catalog(data_dir)
+    old = catalog.current("roads")
+    publish(data_dir / "roads.geojson", OTHER)
+    new = catalog.current("roads")
+    assert new.id != old.id and new.path.read_bytes() == OTHER
+    assert old.path.read_bytes() == ROADS  # still there for downloads in flight
+
+
+def test_in_place_rewrite_waits_until_the_file_settles(data_dir: Path) -> None:
+    catalog = make_catalog(data_dir, settle_seconds=30.0)
+    old = catalog.current("roads")
+    with open(data_dir / "roads.geojson", "r+b") as f:  # same inode, fresh mtime
+        f.write(OTHER)
+    assert catalog.current("roads").id == old.id
+    past = time.time() - 60
+    os.utime(data_dir / "roads.geojson", (past, past))
+    assert catalog.current("roads").path.read_bytes() == OTHER
+
+
+def test_torn_file_keeps_the_previous_version(data_dir: Path) -> None:
+    catalog = make_catalog(data_dir)
+    old = catalog.current("roads")
+    (data_dir / "roads.geojson").write_bytes(OTHER[: len(OTHER) // 2])
+    assert catalog.current("roads").id == old.id
+    pointer = catalog.pointer("roads")
+    assert pointer.version == old.id and "not valid JSON" in pointer.rejected["error"]  # type: ignore[index]
+    (data_dir / "roads.geojson").write_bytes(OTHER)  # the writer finishes
+    assert catalog.current("roads").path.read_bytes() == OTHER
+
+
+def test_invalid_first_version_is_unavailable(data_dir: Path) -> None:
+    (data_dir / "broken.geojson").write_bytes(b'{"type":"FeatureCollection","features":[')
+    catalog = make_catalog(data_dir)
+    with pytest.raises(DatasetUnavailable) as caught:
+        catalog.current("broken")
+    assert "not valid JSON" in caught.value.description
+    assert caught.value.status == 503
+
+
+def test_file_changing_during_copy(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    catalog = make_catalog(data_dir)
+    old = catalog.current("roads")
+    real_read = catalog_module.COPY_CHUNK
+    monkeypatch.setattr(catalog_module, "COPY_CHUNK", 16)
+    path = data_dir / "roads.geojson"
+    publish(path, OTHER)
+    original = catalog_module._copy_and_hash
+
+    def racing(source: Path, target: Path, expected: object) -> str:
+        with open(source, "ab") as f:  # a writer appends while we copy
+            f.write(b" ")
+        return original(source, target, expected)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(catalog_module, "_copy_and_hash", racing)
+    assert catalog.current("roads").id == old.id
+    monkeypatch.setattr(catalog_module, "COPY_CHUNK", real_read)
+
+
+def test_unsettled_first_version_answers_not_ready(data_dir: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    def changed(*args: object) -> str:
+        raise catalog_module.SourceChanged("x")
+
+    monkeypatch.setattr(catalog_module, "_copy_and_hash", changed)
+    with pytest.raises(NotReady) as caught:
+        make_catalog(data_dir).current("roads")
+    assert caught.value.headers["Retry-After"]
+
+
+def test_old_versions_are_removed_beyond_keep_versions(data_dir: Path) -> None:
+    catalog = make_catalog(data_dir, keep_versions=1)
+    ids = []
+    for i in range(4):
+        publish(data_dir / "roads.geojson", ROADS.replace(b'"A"', f'"{i}"'.encode()))
+        ids.append(catalog.current("roads").id)
+    stored = sorted(p.name for p in (data_dir / ".state/versions/roads").iterdir())
+    assert stored == sorted(ids[-2:])
+
+
+def test_deleted_file_is_not_found(data_dir: Path) -> None:
+    catalog = make_catalog(data_dir)
+    catalog.current("roads")
+    (data_dir / "roads.geojson").unlink()
+    with pytest.raises(DatasetNotFound):
+        catalog.current("roads")
+
+
+def test_geojson_wins_over_json(data_dir: Path) -> None:
+    (data_dir / "roads.json").write_bytes(OTHER)
+    (data_dir / "parks.json").write_bytes(OTHER)
+    catalog = make_catalog(data_dir)
+    assert catalog.names() == ["parks", "roads"]
+    assert catalog.current("roads").path.read_bytes() == ROADS
+    assert catalog.current("parks").path.read_bytes() == OTHER
+
+
+def test_state_folder_lost_is_rebuilt(data_dir: Path) -> None:
+    import shutil
+
+    catalog = make_catalog(data_dir)
+    catalog.current("roads")
+    shutil.rmtree(data_dir / ".state")
+    assert make_catalog(data_dir).current("roads").path.read_bytes() == ROADS
+
+
+def test_variants_are_built_once(data_dir: Path) -> None:
+    catalog = make_catalog(data_dir, precompress="gzip,br", compress_min_bytes=1)
+    version = catalog.prepare("roads")
+    assert version.variant("gzip") is not None and version.variant("br") is not None
+    mtime = version.variant("gzip").stat().st_mtime_ns  # type: ignore[union-attr]
+    catalog.build_variants(version)
+    assert version.variant("gzip").stat().st_mtime_ns == mtime  # type: ignore[union-attr]
+
+
+def test_small_files_get_no_variants(data_dir: Path) -> None:
+    catalog = make_catalog(data_dir, precompress="gzip", compress_min_bytes=10_000)
+    version = catalog.prepare("roads")
+    assert version.variant("gzip") is None
+
+
+def test_readiness(data_dir: Path, tmp_path: Path) -> None:
+    assert make_catalog(data_dir).readiness() == {}
+    missing = make_catalog(tmp_path / "missing", state_dir=tmp_path / "state")
+    assert set(missing.readiness()) == {"data_dir"}
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert set(make_catalog(data_dir, state_dir=blocker / "state").readiness()) == {"state_dir"}

@@ -1,0 +1,202 @@
+"""Whole-file delivery through the app factory (headers, conditionals, ranges, encodings)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import brotli
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from geojson_api import jobs
+
+from ..conftest import ROADS
+
+
+@pytest.fixture
+def ready(client: FlaskClient) -> FlaskClient:
+    """A client whose dataset has been published and its variants built."""
+    assert client.get("/geojson/roads").status_code == 200
+    assert jobs.wait_idle(30)
+    return client
+
+
+def test_plain_download(ready: FlaskClient) -> None:
+    r = ready.get("/geojson/roads")
+    assert r.status_code == 200
+    assert r.data == ROADS
+    assert r.mimetype == "application/geo+json"
+    assert r.headers["Content-Length"] == str(len(ROADS))
+    assert r.headers["Accept-Ranges"] == "bytes"
+    assert r.headers["Vary"] == "Accept-Encoding"
+    assert r.headers["ETag"].startswith('"') and len(r.headers["ETag"]) == 18
+    assert "Last-Modified" in r.headers
+    assert "Content-Encoding" not in r.headers
+
+
+def test_suffix_form(ready: FlaskClient) -> None:
+    assert ready.get("/geojson/roads.geojson").data == ROADS
+
+
+def test_cache_control_from_settings(make_app: object) -> None:
+    app: Flask = make_app(cache_max_age=7, cache_s_maxage=99, cache_public=False)  # type: ignore[operator]
+    r = app.test_client().get("/geojson/roads")
+    assert set(r.headers["Cache-Control"].split(", ")) == {"private", "max-age=7", "s-maxage=99"}
+    default = make_app().test_client().get("/geojson/roads")  # type: ignore[operator]
+    assert set(default.headers["Cache-Control"].split(", ")) == {
+        "public", "max-age=60", "s-maxage=300"}
+
+
+@pytest.mark.parametrize(
+    ("accept", "encoding"),
+    [("gzip", "gzip"), ("br", "br"), ("gzip, br", "br"), ("br;q=0.5, gzip", "gzip"),
+     ("gzip;q=0, br;q=0", None), ("identity", None), ("*", "br"), ("deflate", None)],
+)
+def test_encoding_negotiation(ready: FlaskClient, accept: str, encoding: str | None) -> None:
+    r = ready.get("/geojson/roads", headers={"Accept-Encoding": accept})
+    assert r.headers.get("Content-Encoding") == encoding
+    assert r.headers["Vary"] == "Accept-Encoding"
+    body = {"gzip": gzip.decompress, "br": brotli.decompress, None: bytes}[encoding](r.data)
+    assert body == ROADS
+    if encoding:
+        assert r.headers["ETag"].endswith(f'.{encoding}"')
+
+
+def test_identity_until_variants_exist(make_app: object) -> None:
+    app: Flask = make_app(precompress="")  # type: ignore[operator]
+    r = app.test_client().get("/geojson/roads", headers={"Accept-Encoding": "gzip, br"})
+    assert "Content-Encoding" not in r.headers and r.data == ROADS
+
+
+def test_if_none_match_gives_304(ready: FlaskClient) -> None:
+    etag = ready.get("/geojson/roads").headers["ETag"]
+    r = ready.get("/geojson/roads", headers={"If-None-Match": etag})
+    assert r.status_code == 304 and r.data == b""
+    assert r.headers["ETag"] == etag
+    assert "Cache-Control" in r.headers
+    other = ready.get("/geojson/roads", headers={"If-None-Match": '"nope"'})
+    assert other.status_code == 200
+    star = ready.get("/geojson/roads", headers={"If-None-Match": "*"})
+    assert star.status_code == 304
+
+
+def test_if_match(ready: FlaskClient) -> None:
+    etag = ready.get("/geojson/roads").headers["ETag"]
+    assert ready.get("/geojson/roads", headers={"If-Match": etag}).status_code == 200
+    assert ready.get("/geojson/roads", headers={"If-Match": '"old"'}).status_code == 412
+
+
+def test_etag_is_per_representation(ready: FlaskClient) -> None:
+    etag = ready.get("/geojson/roads").headers["ETag"]
+    r = ready.get("/geojson/roads", headers={"If-None-Match": etag, "Accept-Encoding": "gzip"})
+    assert r.status_code == 200 and r.headers["Content-Encoding"] == "gzip"
+
+
+def test_if_modified_since(ready: FlaskClient) -> None:
+    last_modified = ready.get("/geojson/roads").headers["Last-Modified"]
+    assert ready.get("/geojson/roads",
+                     headers={"If-Modified-Since": last_modified}).status_code == 304
+    old = "Mon, 01 Jan 2001 00:00:00 GMT"
+    assert ready.get("/geojson/roads", headers={"If-Modified-Since": old}).status_code == 200
+
+
+@pytest.mark.parametrize("value", ["yesterday", "", "Mon, 99 Foo 2001", "0" * 300, "\x7f"])
+def test_bad_if_modified_since_is_ignored(ready: FlaskClient, value: str) -> None:
+    r = ready.get("/geojson/roads", headers={"If-Modified-Since": value})
+    assert r.status_code == 200 and r.data == ROADS
+
+
+def test_single_range(ready: FlaskClient) -> None:
+    r = ready.get("/geojson/roads", headers={"Range": "bytes=10-19"})
+    assert r.status_code == 206
+    assert r.data == ROADS[10:20]
+    assert r.headers["Content-Range"] == f"bytes 10-19/{len(ROADS)}"
+    assert r.headers["Content-Length"] == "10"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("bytes=0-0", slice(0, 1)), ("bytes=-5", slice(-5, None)), ("bytes=100-", slice(100, None)),
+     ("bytes=0-999999", slice(0, None))],
+)
+def test_range_forms(ready: FlaskClient, header: str, expected: slice) -> None:
+    r = ready.get("/geojson/roads", headers={"Range": header})
+    assert r.status_code == 206 and r.data == ROADS[expected]
+
+
+def test_range_applies_to_the_chosen_encoding(ready: FlaskClient) -> None:
+    whole = ready.get("/geojson/roads", headers={"Accept-Encoding": "gzip"}).data
+    part = ready.get("/geojson/roads", headers={"Accept-Encoding": "gzip", "Range": "bytes=0-9"})
+    assert part.status_code == 206 and part.data == whole[:10]
+    assert part.headers["Content-Range"] == f"bytes 0-9/{len(whole)}"
+
+
+@pytest.mark.parametrize("start", [str(len(ROADS)), "1" * 500])
+def test_unsatisfiable_range(ready: FlaskClient, start: str) -> None:
+    r = ready.get("/geojson/roads", headers={"Range": f"bytes={start}-"})
+    assert r.status_code == 416
+    assert r.headers["Content-Range"] == f"bytes */{len(ROADS)}"
+    assert r.json["code"] == "requested-range-not-satisfiable"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "header", ["bytes=a-b", "bytes=5-1", "items=0-5", "bytes", "bytes=--1", "bytes=0-1,3-4",
+               "\x00"])
+def test_malformed_or_multiple_ranges_get_the_whole_file(ready: FlaskClient, header: str) -> None:
+    r = ready.get("/geojson/roads", headers={"Range": header})
+    assert r.status_code == 200 and r.data == ROADS
+
+
+def test_if_range(ready: FlaskClient) -> None:
+    etag = ready.get("/geojson/roads").headers["ETag"]
+    hit = ready.get("/geojson/roads", headers={"Range": "bytes=0-3", "If-Range": etag})
+    assert hit.status_code == 206 and hit.data == ROADS[:4]
+    miss = ready.get("/geojson/roads", headers={"Range": "bytes=0-3", "If-Range": '"old"'})
+    assert miss.status_code == 200 and miss.data == ROADS
+
+
+def test_head(ready: FlaskClient) -> None:
+    r = ready.head("/geojson/roads")
+    assert r.status_code == 200 and r.data == b""
+    assert r.headers["Content-Length"] == str(len(ROADS))
+
+
+@pytest.mark.parametrize("method", ["post", "put", "delete", "patch"])
+def test_other_methods(ready: FlaskClient, method: str) -> None:
+    r = getattr(ready, method)("/geojson/roads")
+    assert r.status_code == 405
+    assert "GET" in r.headers["Allow"]
+    assert r.json["code"] == "method-not-allowed"  # type: ignore[index]
+
+
+def test_download_disposition(ready: FlaskClient) -> None:
+    r = ready.get("/geojson/roads?download=1")
+    assert r.headers["Content-Disposition"] == "attachment; filename=roads.geojson"
+    assert "Content-Disposition" not in ready.get("/geojson/roads").headers
+    bad = ready.get("/geojson/roads?download=maybe")
+    assert bad.status_code == 400 and bad.json["code"] == "bad-request"  # type: ignore[index]
+
+
+def test_unknown_dataset(client: FlaskClient) -> None:
+    r = client.get("/geojson/nothing")
+    assert r.status_code == 404
+    assert r.json == {"code": "dataset-not-found",
+                      "description": "no dataset named 'nothing'"}
+
+
+def test_unknown_route_is_json(client: FlaskClient) -> None:
+    r = client.get("/no/such/page")
+    assert r.status_code == 404 and r.json["code"] == "not-found"  # type: ignore[index]
+
+
+def test_served_bytes_do_not_change_when_the_file_is_rewritten(
+    client: FlaskClient, data_dir: Path
+) -> None:
+    first = client.get("/geojson/roads")
+    (data_dir / "roads.geojson").write_bytes(ROADS.replace(b'"A"', b'"Z"'))
+    second = client.get("/geojson/roads")
+    assert first.data == ROADS
+    assert second.data == ROADS.replace(b'"A"', b'"Z"')
+    assert first.headers["ETag"] != second.headers["ETag"]
