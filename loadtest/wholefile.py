@@ -148,12 +148,10 @@ def _die_with_parent() -> None:
     _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
-def spawn(argv: Sequence[str], log: Path | None, env: dict[str, str] | None = None,
+def spawn(argv: Sequence[str], log: Path, env: dict[str, str] | None = None,
           ) -> subprocess.Popen[bytes]:
     """Start a child in its own process group (a terminal Ctrl-C reaches only us)."""
-    with contextlib.ExitStack() as stack:
-        # Append: nginx writes its error log to the same file.
-        out = stack.enter_context(open(log, "ab")) if log else subprocess.DEVNULL
+    with open(log, "ab") as out:  # append: nginx also writes its error log there
         return subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             env=env, process_group=0, preexec_fn=_die_with_parent,
@@ -922,7 +920,8 @@ def markdown_report(meta: dict[str, Any], scenarios: Sequence[Scenario],
         f"{config['rounds']} round(s), app arguments: `{' '.join(config['app_args']) or '-'}`.\n"
     )
     parts.append(METHOD_NOTE.format(
-        command=" ".join(wrk_command("URL", 0, config["duration"])).replace("-c0", "-cN"),
+        command=(f"wrk -t{WRK_THREADS} -c<connections> -d{config['duration']}s "
+                 f"--timeout {WRK_TIMEOUT} --latency <url>"),
         interval=SAMPLE_INTERVAL, nproc=machine["nproc"], threads=WRK_THREADS))
     parts += ["## Summary\n", summary_table(summaries)]
     sizes = meta["datasets"]
@@ -1156,7 +1155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wholefile: error: {exc}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Interrupted) as exc:
-        print(f"wholefile: interrupted ({exc or 'SIGINT'}); all servers stopped", file=sys.stderr)
+        print(f"wholefile: interrupted ({str(exc) or 'SIGINT'}); all servers stopped",
+              file=sys.stderr)
         return 130
 
 

@@ -22,9 +22,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False  # "//" in a dataset path is malformed, not redirected
-    app.extensions["catalog"] = Catalog(settings)
+    app.extensions["catalog"] = catalog = Catalog(settings)
     errors.init_app(app)
-    delivery.init_app(app)
+    delivery.init_app(app, catalog, settings)
     api.init_app(app)
     logging.getLogger("geojson_api").setLevel(settings.log_level.upper())
     return app

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -38,10 +40,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
+from werkzeug.http import http_date
 
 from . import compress, jobs
 from .errors import APIError, DatasetNotFound, InvalidGeoJSON, NotReady
-from .names import SUFFIXES, name_of_file, parse_request_name
+from .names import SUFFIXES, name_of_file
 from .scan import scan
 from .settings import Settings
 
@@ -98,6 +101,11 @@ class Version:
     @property
     def modified(self) -> float:
         return float(self.meta["modified"])
+
+    @functools.cached_property
+    def http_date(self) -> str:
+        """``modified`` as an HTTP date, for Last-Modified."""
+        return http_date(self.modified)
 
     def variant(self, encoding: str) -> Path | None:
         """The precompressed file for ``encoding`` if it has been built yet."""
@@ -207,12 +215,22 @@ class Catalog:
                     found.add(name)
         return sorted(found)
 
-    def source_path(self, name: str) -> Path:
-        """The data file of a valid dataset name; ``.geojson`` wins over ``.json``."""
+    def source(self, name: str) -> tuple[Path, os.stat_result]:
+        """The data file of a valid dataset name and its stat; ``.geojson`` wins over ``.json``.
+
+        One ``lstat`` in the common case (a regular file); a symlink is followed
+        only when it stays inside the data folder.
+        """
         for suffix in SUFFIXES:
-            path = self.data_dir / (name + suffix)
-            if path.is_file() and self._inside(str(path)):
-                return path
+            path = os.path.join(self.data_dir, name + suffix)
+            try:
+                st = os.lstat(path)
+                if stat.S_ISLNK(st.st_mode):
+                    st = os.stat(path) if self._inside(path) else None  # type: ignore[assignment]
+            except FileNotFoundError:
+                continue
+            if st is not None and stat.S_ISREG(st.st_mode):
+                return Path(path), st
         raise DatasetNotFound(f"no dataset named {name!r}")
 
     def _inside(self, path: str) -> bool:
@@ -222,18 +240,11 @@ class Catalog:
         real = os.path.realpath(path)
         return os.path.commonpath([real, self._real_data_dir]) == self._real_data_dir
 
-    def resolve(self, raw: str) -> Version:
-        """The current version for a name taken from a URL (validated here)."""
-        return self.current(parse_request_name(raw))
-
     # -- versions -------------------------------------------------------------
     def current(self, name: str) -> Version:
         """The version to serve now; ingests a new content of the file when needed."""
-        path = self.source_path(name)
-        try:
-            sig = Signature.of(path.stat())
-        except FileNotFoundError:
-            raise DatasetNotFound(f"no dataset named {name!r}") from None
+        path, st = self.source(name)
+        sig = Signature.of(st)
         cached = self._current.get(name)
         if cached is not None and cached[0] == sig:
             return cached[1]

@@ -77,8 +77,15 @@ def compress_file(source: Path, target: Path, make: Callable[[], _Compressor]) -
             os.unlink(tmp)
 
 
+def remove_leftovers(path: Path) -> None:
+    """Delete temporary files of builds that died (call only while holding the build lock)."""
+    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+        leftover.unlink(missing_ok=True)
+
+
 def build_variants(path: Path, settings: Settings) -> list[Path]:
     """Make every configured variant of ``path`` that does not exist yet."""
+    remove_leftovers(path)
     built = []
     for encoding in settings.precompress_encodings:
         target = variant_path(path, encoding)

@@ -1,33 +1,58 @@
 """Whole-file delivery: ``GET|HEAD /geojson/<name>``.
 
-The view decides *which* bytes (dataset, version, representation) and *which*
-headers; Werkzeug's conditional machinery answers If-None-Match,
-If-Modified-Since, Range and If-Range; the WSGI server's ``wsgi.file_wrapper``
-sends the bytes, which Gunicorn's sync and gthread workers turn into one
-``sendfile()`` call. Python never reads the file on that path, so memory stays
-flat whatever the file size. Range responses keep that property: the file is
-positioned at the range start and wrapped in a bounded reader, whose
-descriptor the server still hands to ``sendfile()``.
+:meth:`Delivery.reply` decides *which* bytes (dataset, version,
+representation) and *which* status and headers, using Werkzeug's HTTP
+machinery (``is_resource_modified``, ``parse_etags``, ``parse_range_header``)
+for If-None-Match, If-Modified-Since, If-Match, Range and If-Range. The body
+is the WSGI server's ``wsgi.file_wrapper`` around the open file, which
+Gunicorn's sync and gthread workers turn into one ``sendfile()`` call: Python
+never reads the file, so memory stays flat whatever the file size. Range
+responses keep that property: the file is positioned at the range start and
+wrapped in a bounded reader whose descriptor the server still hands to
+``sendfile()``.
+
+The same reply reaches clients on two paths. The Flask view serves it like any
+other view. :class:`FastLane`, a thin WSGI layer in front of Flask, serves it
+without building a request context, because for small files the framework, not
+the byte copy, is the cost (see docs/benchmarks.md). Anything the fast lane
+cannot answer (an error, a malformed request) goes on to Flask, so errors are
+still rendered by the one handler in :mod:`geojson_api.errors`.
 """
 
 from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+from urllib.parse import parse_qs
 
-from flask import Blueprint, Flask, Request, Response, current_app, request
-from werkzeug.http import parse_range_header
+from flask import Blueprint, Flask, Response, current_app, request
+from werkzeug.exceptions import RequestedRangeNotSatisfiable
+from werkzeug.http import (
+    HTTP_STATUS_CODES,
+    is_resource_modified,
+    parse_accept_header,
+    parse_etags,
+    parse_range_header,
+)
 from werkzeug.wsgi import wrap_file
 
 from .catalog import Catalog, Version
-from .errors import BadRequest
+from .errors import BadRequest, PreconditionFailed
+from .names import parse_request_name
+from .settings import Settings
 
 GEOJSON_MIMETYPE = "application/geo+json"
 BLOCK_SIZE = 256 * 1024  # read size when a server cannot sendfile (e.g. gevent)
 ENCODING_PREFERENCE = ("br", "gzip")  # best first, among equal client q-values
+PREFIX = "/geojson/"
+
+WSGIEnviron = dict[str, Any]
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[WSGIEnviron, StartResponse], Iterable[bytes]]
 
 bp = Blueprint("delivery", __name__)
 
@@ -38,15 +63,28 @@ class Representation:
 
     path: Path
     encoding: str | None
-    etag: str
+    etag: str  # quoted
+
+
+@dataclass
+class Reply:
+    """Status, headers and body of one delivery response."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: Iterable[bytes] = field(default=())
+
+    @property
+    def status_line(self) -> str:
+        return f"{self.status} {HTTP_STATUS_CODES[self.status].upper()}"  # as Werkzeug does
 
 
 class BoundedFile(io.RawIOBase):
-    """The bytes ``[start, end)`` of ``raw``, positioned at ``start``.
+    """The bytes ``[start, start + length)`` of ``raw``, positioned at ``start``.
 
     ``fileno()``, ``seek()`` and ``tell()`` pass through, so a server that sends
     files with ``sendfile()`` starts at the range start and stops at the
-    response's Content-Length; a server that iterates reads stops at ``end``.
+    response's Content-Length; a server that iterates reads stops at the end.
     """
 
     def __init__(self, raw: BinaryIO, start: int, length: int) -> None:
@@ -78,26 +116,33 @@ class BoundedFile(io.RawIOBase):
         super().close()
 
 
-def choose_representation(version: Version, req: Request) -> Representation:
+def cache_control(settings: Settings) -> str:
+    scope = "public" if settings.cache_public else "private"
+    return f"{scope}, max-age={settings.cache_max_age}, s-maxage={settings.cache_s_maxage}"
+
+
+def choose_representation(version: Version, accept_encoding: str | None) -> Representation:
     """The best stored representation the client accepts (identity if none better)."""
-    accepted = req.accept_encodings
-    best: tuple[float, str] | None = None
+    identity = Representation(version.path, None, f'"{version.id}"')
+    if not accept_encoding:
+        return identity
+    accepted = parse_accept_header(accept_encoding)
+    best: tuple[float, str, Path] | None = None
     for encoding in ENCODING_PREFERENCE:
         quality = accepted[encoding]
-        if quality > 0 and (best is None or quality > best[0]):
-            path = version.variant(encoding)
-            if path is not None:
-                best = (quality, encoding)
+        path = version.variant(encoding) if quality > 0 else None
+        if path is not None and (best is None or quality > best[0]):
+            best = (quality, encoding, path)
     if best is None:
-        return Representation(version.path, None, version.id)
-    encoding = best[1]
-    path = version.variant(encoding)
-    assert path is not None
-    return Representation(path, encoding, f"{version.id}.{encoding}")
+        return identity
+    _, encoding, path = best
+    return Representation(path, encoding, f'"{version.id}.{encoding}"')
 
 
-def _download_requested(req: Request) -> bool:
-    value = req.args.get("download", "0").lower()
+def _download_requested(query: str) -> bool:
+    if not query:
+        return False
+    value = parse_qs(query, keep_blank_values=True).get("download", ["0"])[-1].lower()
     if value in {"1", "true", "yes"}:
         return True
     if value in {"0", "false", "no", ""}:
@@ -105,75 +150,109 @@ def _download_requested(req: Request) -> bool:
     raise BadRequest("download must be 1 or 0")
 
 
-def _range_environ(req: Request) -> dict[str, object]:
-    """The request environ, minus a Range header this server chooses to ignore.
+def _single_byte_range(environ: WSGIEnviron, etag: str, last_modified: str,
+                       size: int) -> tuple[int, int] | None:
+    """(start, stop) of a Range to honour, or None to send the whole representation.
 
-    RFC 9110 lets a server ignore Range; we do so for syntax it cannot parse, for
-    units other than bytes (which it must ignore) and for multiple ranges,
-    answering 200 with the whole representation instead of an error. A
-    well-formed single range that misses the file still gets 416.
+    RFC 9110 lets a server ignore Range; we do so for syntax it cannot parse,
+    for units other than bytes (which it must ignore), for multiple ranges, and
+    when If-Range does not match. A well-formed single range that misses the
+    representation raises 416.
     """
-    environ = req.environ
-    header = environ.get("HTTP_RANGE")
-    if header is None:
-        return environ
-    parsed = parse_range_header(header)
-    if parsed is not None and parsed.units == "bytes" and len(parsed.ranges) == 1:
-        return environ
-    return {k: v for k, v in environ.items() if k != "HTTP_RANGE"}
+    parsed = parse_range_header(environ.get("HTTP_RANGE"))
+    if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
+        return None
+    if "HTTP_IF_RANGE" in environ and is_resource_modified(
+        environ, etag, None, last_modified, ignore_if_range=False
+    ):
+        return None
+    bounds = parsed.range_for_length(size)
+    if bounds is None:
+        raise RequestedRangeNotSatisfiable(length=size)
+    return bounds
 
 
-def _set_headers(response: Response, version: Version, rep: Representation, size: int) -> None:
-    settings = current_app.config["SETTINGS"]
-    response.content_length = size
-    response.set_etag(rep.etag)
-    response.last_modified = version.modified  # type: ignore[assignment]
-    response.cache_control.public = settings.cache_public
-    response.cache_control.private = True if not settings.cache_public else None
-    response.cache_control.max_age = settings.cache_max_age
-    response.cache_control.s_maxage = settings.cache_s_maxage
-    response.vary.add("Accept-Encoding")
-    if rep.encoding:
-        response.content_encoding = rep.encoding
+class Delivery:
+    """Builds replies for one app's catalog and settings."""
+
+    def __init__(self, catalog: Catalog, settings: Settings) -> None:
+        self.catalog = catalog
+        self.cache_control = cache_control(settings)
+
+    def reply(self, raw_name: str, environ: WSGIEnviron) -> Reply:
+        version = self.catalog.current(parse_request_name(raw_name))
+        rep = choose_representation(version, environ.get("HTTP_ACCEPT_ENCODING"))
+        last_modified = version.http_date
+        headers = [("Content-Type", GEOJSON_MIMETYPE), ("ETag", rep.etag),
+                   ("Last-Modified", last_modified), ("Cache-Control", self.cache_control),
+                   ("Vary", "Accept-Encoding"), ("Accept-Ranges", "bytes")]
+        if rep.encoding:
+            headers.append(("Content-Encoding", rep.encoding))
+        if _download_requested(environ.get("QUERY_STRING", "")):
+            headers.append(("Content-Disposition",
+                            f'attachment; filename="{version.name}.geojson"'))
+        if "HTTP_IF_MATCH" in environ and not parse_etags(environ["HTTP_IF_MATCH"]).contains(
+                rep.etag.strip('"')):
+            raise PreconditionFailed(f"If-Match does not match the current version {rep.etag}")
+        if not is_resource_modified(environ, rep.etag, None, last_modified):
+            # RFC 9110 15.4.5: the headers a 200 would carry that caches need.
+            return Reply(304, [headers[1], headers[3], headers[4]])
+        return self._body(rep, environ, headers, last_modified)
+
+    def _body(self, rep: Representation, environ: WSGIEnviron,
+              headers: list[tuple[str, str]], last_modified: str) -> Reply:
+        handle = open(rep.path, "rb")  # noqa: SIM115 - the server closes the body
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            bounds = _single_byte_range(environ, rep.etag, last_modified, size)
+        except BaseException:
+            handle.close()
+            raise
+        if environ["REQUEST_METHOD"] == "HEAD":
+            handle.close()
+            return Reply(200, [*headers, ("Content-Length", str(size))])
+        if bounds is None:
+            body = wrap_file(environ, handle, BLOCK_SIZE)
+            return Reply(200, [*headers, ("Content-Length", str(size))], body)
+        start, stop = bounds
+        part = BoundedFile(handle, start, stop - start)
+        headers += [("Content-Length", str(stop - start)),
+                    ("Content-Range", f"bytes {start}-{stop - 1}/{size}")]
+        return Reply(206, headers, wrap_file(environ, part, BLOCK_SIZE))  # type: ignore[arg-type]
 
 
-def file_response(version: Version, req: Request) -> Response:
-    """A conditional, range-aware response sending one representation of a version."""
-    rep = choose_representation(version, req)
-    download = _download_requested(req)
-    handle = open(rep.path, "rb")  # noqa: SIM115 - closed by the response
-    try:
-        size = os.fstat(handle.fileno()).st_size
-        response = current_app.response_class(
-            wrap_file(req.environ, handle, BLOCK_SIZE),
-            mimetype=GEOJSON_MIMETYPE,
-            direct_passthrough=True,
-        )
-        _set_headers(response, version, rep, size)
-        if download:
-            response.headers.set("Content-Disposition", "attachment",
-                                 filename=f"{version.name}.geojson")
-        response.make_conditional(_range_environ(req), accept_ranges=True, complete_length=size)
-    except BaseException:
-        handle.close()
-        raise
-    if response.status_code == 206:
-        content_range = response.content_range
-        assert content_range.start is not None and content_range.stop is not None
-        part = BoundedFile(handle, content_range.start, content_range.stop - content_range.start)
-        response.response = wrap_file(req.environ, part, BLOCK_SIZE)  # type: ignore[arg-type]
-    return response
+class FastLane:
+    """WSGI layer answering ``GET|HEAD /geojson/<name>`` without Flask's request cycle."""
+
+    def __init__(self, app: WSGIApp, delivery: Delivery) -> None:
+        self.app = app
+        self.delivery = delivery
+
+    def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
+        path: str = environ.get("PATH_INFO", "")
+        if path.startswith(PREFIX) and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            try:
+                reply = self.delivery.reply(path[len(PREFIX):], environ)
+            except Exception:  # noqa: BLE001 - Flask renders every error, once
+                return self.app(environ, start_response)
+            start_response(reply.status_line, reply.headers)
+            return reply.body
+        return self.app(environ, start_response)
 
 
-def catalog() -> Catalog:
-    return current_app.extensions["catalog"]  # type: ignore[no-any-return]
+def _delivery() -> Delivery:
+    return current_app.extensions["delivery"]  # type: ignore[no-any-return]
 
 
 @bp.get("/geojson/<path:raw>")
 def geojson(raw: str) -> Response:
     """Send a whole dataset (GET and HEAD)."""
-    return file_response(catalog().resolve(raw), request)
+    reply = _delivery().reply(raw, request.environ)
+    return current_app.response_class(reply.body, reply.status, reply.headers,
+                                      direct_passthrough=True)
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, catalog: Catalog, settings: Settings) -> None:
+    app.extensions["delivery"] = delivery = Delivery(catalog, settings)
     app.register_blueprint(bp)
+    app.wsgi_app = FastLane(app.wsgi_app, delivery)  # type: ignore[method-assign]

@@ -52,6 +52,11 @@ class DatasetNotFound(NotFound):
     code = "dataset-not-found"
 
 
+class PreconditionFailed(APIError):
+    status = 412
+    code = "precondition-failed"
+
+
 class NotReady(APIError):
     """The resource exists but is not usable yet (first version still settling)."""
 

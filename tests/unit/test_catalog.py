@@ -188,3 +188,12 @@ def test_readiness(data_dir: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     assert set(make_catalog(data_dir, state_dir=blocker / "state").readiness()) == {"state_dir"}
+
+
+def test_leftovers_of_a_killed_build_are_removed(data_dir: Path) -> None:
+    catalog = make_catalog(data_dir, precompress="gzip", compress_min_bytes=1)
+    version = catalog.current("roads")
+    leftover = version.directory / ".data.geojson.gz.99999.tmp"
+    leftover.write_bytes(b"half")
+    catalog.build_variants(version, wait=True)
+    assert not leftover.exists() and version.variant("gzip") is not None
