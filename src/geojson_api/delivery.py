@@ -233,7 +233,7 @@ class FastLane:
         if path.startswith(PREFIX) and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
             try:
                 reply = self.delivery.reply(path[len(PREFIX):], environ)
-            except Exception:  # noqa: BLE001 - Flask renders every error, once
+            except Exception:
                 return self.app(environ, start_response)
             start_response(reply.status_line, reply.headers)
             return reply.body

@@ -212,10 +212,13 @@ REQUESTS = [
 ]
 
 
+PATHS = ["/geojson/roads", "/geojson/roads.geojson?download=1", "/geojson/missing",
+         "/geojson/..%2f", "/geojson/roads?download=x"]
+
+
 @pytest.mark.parametrize("headers", REQUESTS)
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
-@pytest.mark.parametrize("path", ["/geojson/roads", "/geojson/roads.geojson?download=1",
-                                  "/geojson/missing", "/geojson/..%2f", "/geojson/roads?download=x"])
+@pytest.mark.parametrize("path", PATHS)
 def test_fast_lane_and_flask_view_agree(ready: FlaskClient, app: Flask, method: str,
                                         path: str, headers: dict[str, str]) -> None:
     """The WSGI fast lane and the Flask view give the same status, headers and body."""
