@@ -90,7 +90,7 @@ class Version:
     meta: dict[str, Any]
     _variants: dict[str, Path] = field(default_factory=dict, repr=False)
 
-    @property
+    @functools.cached_property
     def path(self) -> Path:
         return self.directory / DATA_FILE
 

@@ -116,6 +116,39 @@ class BoundedFile(io.RawIOBase):
         super().close()
 
 
+class SmallFiles:
+    """Per-process memory of small stored files, so that they are sent without a file open.
+
+    Stored files never change (a new content is a new path), so entries never
+    go stale. Files above ``file_limit`` are remembered as too big. When the
+    total passes ``total_limit`` the memory is simply cleared.
+    """
+
+    def __init__(self, file_limit: int, total_limit: int) -> None:
+        self.file_limit = file_limit
+        self.total_limit = total_limit
+        self._data: dict[Path, bytes | None] = {}
+        self._total = 0
+
+    def get(self, path: Path) -> bytes | None:
+        try:
+            return self._data[path]
+        except KeyError:
+            return self._load(path)
+
+    def _load(self, path: Path) -> bytes | None:
+        if self.file_limit <= 0 or path.stat().st_size > self.file_limit:
+            self._data[path] = None
+            return None
+        data = path.read_bytes()
+        if self._total + len(data) > self.total_limit:
+            self._data.clear()
+            self._total = 0
+        self._data[path] = data
+        self._total += len(data)
+        return data
+
+
 def cache_control(settings: Settings) -> str:
     scope = "public" if settings.cache_public else "private"
     return f"{scope}, max-age={settings.cache_max_age}, s-maxage={settings.cache_s_maxage}"
@@ -178,6 +211,7 @@ class Delivery:
     def __init__(self, catalog: Catalog, settings: Settings) -> None:
         self.catalog = catalog
         self.cache_control = cache_control(settings)
+        self.small_files = SmallFiles(settings.small_file_bytes, settings.small_file_cache_bytes)
 
     def reply(self, raw_name: str, environ: WSGIEnviron) -> Reply:
         version = self.catalog.current(parse_request_name(raw_name))
@@ -194,31 +228,35 @@ class Delivery:
         if "HTTP_IF_MATCH" in environ and not parse_etags(environ["HTTP_IF_MATCH"]).contains(
                 rep.etag.strip('"')):
             raise PreconditionFailed(f"If-Match does not match the current version {rep.etag}")
-        if not is_resource_modified(environ, rep.etag, None, last_modified):
+        conditional = "HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MODIFIED_SINCE" in environ
+        if conditional and not is_resource_modified(environ, rep.etag, None, last_modified):
             # RFC 9110 15.4.5: the headers a 200 would carry that caches need.
             return Reply(304, [headers[1], headers[3], headers[4]])
         return self._body(rep, environ, headers, last_modified)
 
     def _body(self, rep: Representation, environ: WSGIEnviron,
               headers: list[tuple[str, str]], last_modified: str) -> Reply:
-        handle = open(rep.path, "rb")  # noqa: SIM115 - the server closes the body
+        data = self.small_files.get(rep.path)
+        handle = open(rep.path, "rb") if data is None else None  # noqa: SIM115
         try:
-            size = os.fstat(handle.fileno()).st_size
+            size = len(data) if data is not None else os.fstat(handle.fileno()).st_size  # type: ignore[union-attr]
             bounds = _single_byte_range(environ, rep.etag, last_modified, size)
         except BaseException:
-            handle.close()
+            if handle is not None:
+                handle.close()
             raise
         if environ["REQUEST_METHOD"] == "HEAD":
-            handle.close()
+            if handle is not None:
+                handle.close()
             return Reply(200, [*headers, ("Content-Length", str(size))])
-        if bounds is None:
-            body = wrap_file(environ, handle, BLOCK_SIZE)
-            return Reply(200, [*headers, ("Content-Length", str(size))], body)
-        start, stop = bounds
-        part = BoundedFile(handle, start, stop - start)
-        headers += [("Content-Length", str(stop - start)),
-                    ("Content-Range", f"bytes {start}-{stop - 1}/{size}")]
-        return Reply(206, headers, wrap_file(environ, part, BLOCK_SIZE))  # type: ignore[arg-type]
+        status, (start, stop) = (200, (0, size)) if bounds is None else (206, bounds)
+        headers.append(("Content-Length", str(stop - start)))
+        if status == 206:
+            headers.append(("Content-Range", f"bytes {start}-{stop - 1}/{size}"))
+        if data is not None:
+            return Reply(status, headers, [data[start:stop]])
+        body = handle if status == 200 else BoundedFile(handle, start, stop - start)  # type: ignore[arg-type]
+        return Reply(status, headers, wrap_file(environ, body, BLOCK_SIZE))  # type: ignore[arg-type]
 
 
 class FastLane:

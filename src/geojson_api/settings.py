@@ -68,6 +68,16 @@ class Settings:
     compress_min_bytes: int = _setting(
         1024, "Files smaller than this get no compressed variants.", "data"
     )
+    small_file_bytes: int = _setting(
+        65536,
+        "Stored files up to this size are kept in each worker's memory and sent without "
+        "opening them (0 disables).",
+        "data",
+    )
+    small_file_cache_bytes: int = _setting(
+        32 * 1024 * 1024, "Memory budget per worker for those small files.", "data",
+        shown="`33554432` (32 MiB)",
+    )
     # -- HTTP ---------------------------------------------------------------
     cache_max_age: int = _setting(
         60, "`Cache-Control: max-age` (seconds) on dataset downloads.", "http"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from pathlib import Path
 
 import brotli
@@ -13,6 +14,12 @@ from flask.testing import FlaskClient
 from geojson_api import jobs
 
 from ..conftest import ROADS
+
+
+@pytest.fixture(params=[65536, 0], ids=["from-memory", "from-file"])
+def app(make_app: Callable[..., Flask], request: pytest.FixtureRequest) -> Flask:
+    """Every delivery test runs with small files served from memory and from the file."""
+    return make_app(small_file_bytes=request.param)
 
 
 @pytest.fixture
@@ -233,3 +240,19 @@ def test_fast_lane_and_flask_view_agree(ready: FlaskClient, app: Flask, method: 
     fast = call(app.wsgi_app)
     flask_only = call(app.wsgi_app.app)  # type: ignore[attr-defined]
     assert fast == flask_only
+
+
+def test_small_files_memory_budget(tmp_path: Path) -> None:
+    from geojson_api.delivery import SmallFiles
+
+    paths = []
+    for i, size in enumerate([10, 20, 30, 100]):
+        path = tmp_path / f"f{i}"
+        path.write_bytes(b"x" * size)
+        paths.append(path)
+    memory = SmallFiles(file_limit=50, total_limit=40)
+    assert memory.get(paths[0]) == b"x" * 10 and memory.get(paths[1]) == b"x" * 20
+    assert memory.get(paths[3]) is None  # too big: sent from the file
+    assert memory.get(paths[2]) == b"x" * 30  # over budget: memory cleared first
+    assert list(memory._data) == [paths[2]]  # the clear dropped everything before
+    assert SmallFiles(0, 100).get(paths[0]) is None
