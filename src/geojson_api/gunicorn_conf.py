@@ -24,6 +24,12 @@ keepalive = _s.keepalive
 max_requests = _s.max_requests
 max_requests_jitter = _s.max_requests_jitter
 accesslog = _s.access_log or None
+# Gunicorn's size atom %(b)s counts bytes written by Python and stays 0 when the
+# body went out with sendfile(2); log the Content-Length instead, and the time
+# taken in milliseconds at the end.
+access_log_format = (
+    '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %({content-length}o)s "%(f)s" "%(a)s" %(M)sms'
+)
 errorlog = _s.error_log
 loglevel = _s.log_level
 proc_name = _s.proc_name

@@ -217,3 +217,17 @@ def test_gthread_sends_files_with_sendfile(server: GunicornServer) -> None:
     read_bytes = sum(after[p]["rchar"] - before[p]["rchar"] for p in after)
     # A read loop would need >= 191 reads of 256 KiB; sendfile needs a handful.
     assert reads < 100, (reads, read_bytes)
+
+
+def test_access_log_shows_the_bytes_sent_with_sendfile(server: GunicornServer) -> None:
+    size = (server.data_dir / "large.geojson").stat().st_size
+    requests.get(f"{server.url}/geojson/large?log-check",
+                 headers={"Accept-Encoding": "identity"}, timeout=TIMEOUT).close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        lines = [line for line in server.log().splitlines() if "/geojson/large?log-check" in line]
+        if lines:
+            assert f'HTTP/1.1" 200 {size} ' in lines[-1] and lines[-1].endswith("ms")
+            return
+        time.sleep(0.1)
+    raise AssertionError("no access log line for the request")
