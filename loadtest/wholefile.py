@@ -2,13 +2,16 @@
 
 What is compared
 ----------------
-Three *targets* serve the same three sample datasets (``small`` ~50 KB,
+Four *targets* serve the same three sample datasets (``small`` ~50 KB,
 ``medium`` ~5 MB, ``large`` ~50 MB) on 127.0.0.1:
 
 * ``nginx``: the files served statically (``sendfile on``, ``open_file_cache``),
   the practical ceiling for "bytes of a file out of a socket" on this machine;
 * ``gthread`` and ``gevent``: ``geojson-api serve`` (Gunicorn, default number of
-  workers) with that worker class.
+  workers) with that worker class;
+* ``bare``: the same Gunicorn config (gthread) around a do-nothing WSGI app that
+  returns the file from memory (``bare_wsgi.py``): the ceiling for any Python
+  app under Gunicorn, so the report separates Gunicorn's cost from ours.
 
 Both sides run without an access log (``GEOJSON_API_ACCESS_LOG=""`` for the app,
 ``access_log off`` for nginx). wrk sends no ``Accept-Encoding``, so the app
@@ -66,7 +69,7 @@ when a target fails to start (or dies), or when wrk cannot connect at all.
 Usage::
 
     python loadtest/wholefile.py [--data DIR] [--duration 10] [--rounds 2]
-        [--targets nginx,gthread,gevent] [--scenarios 10c-50KB,50c-5MB]
+        [--targets nginx,gthread,gevent,bare] [--scenarios 10c-50KB,50c-5MB]
         [--out loadtest/results] [--quick] [--app-arg=--workers=3]
 """
 
@@ -101,7 +104,7 @@ import psutil
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 HOST = "127.0.0.1"
-TARGETS = ("nginx", "gthread", "gevent")
+TARGETS = ("nginx", "gthread", "gevent", "bare")
 DATASETS = ("small", "medium", "large")
 SAMPLE_INTERVAL = 0.2  # seconds between two samples of the target's process tree
 WRK_THREADS = 2
@@ -391,16 +394,28 @@ def geojson_api_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "geojson_api"]
 
 
+def app_command(name: str, data_dir: Path, port: int, app_args: Sequence[str]) -> list[str]:
+    """``geojson-api serve`` for gthread and gevent; for ``bare``, Gunicorn with the
+    same config (gthread) around the do-nothing WSGI app of ``bare_wsgi.py``."""
+    if name == "bare":
+        return [sys.executable, "-m", "gunicorn", "-c", "python:geojson_api.gunicorn_conf",
+                "--bind", f"{HOST}:{port}", "--worker-class", "gthread",
+                "--pythonpath", str(Path(__file__).resolve().parent), *app_args,
+                "bare_wsgi:app"]
+    return [*geojson_api_command(), "serve", "--data", str(data_dir),
+            "--bind", f"{HOST}:{port}", "--worker-class", name, *app_args]
+
+
 def start_app(supervisor: Supervisor, worker_class: str, workdir: Path, data_dir: Path,
               app_args: Sequence[str], timeout: float) -> Target:
     port = free_port()
-    argv = [*geojson_api_command(), "serve", "--data", str(data_dir),
-            "--bind", f"{HOST}:{port}", "--worker-class", worker_class, *app_args]
-    env = {**os.environ, "GEOJSON_API_ACCESS_LOG": ""}
+    argv = app_command(worker_class, data_dir, port, app_args)
+    env = {**os.environ, "GEOJSON_API_ACCESS_LOG": "", "GEOJSON_API_DATA_DIR": str(data_dir)}
     log = workdir / f"{worker_class}.log"
     target = Target(worker_class, port, supervisor.start(worker_class, argv, log, env))
+    ready = "/geojson/small" if worker_class == "bare" else "/readyz"
     target.startup_seconds = wait_until_answering(
-        target.child, f"http://{HOST}:{port}/readyz", lambda status: status == 200, timeout
+        target.child, f"http://{HOST}:{port}{ready}", lambda status: status == 200, timeout
     )
     return target
 
