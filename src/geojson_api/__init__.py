@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from . import api, delivery, errors
+from . import api, cache, delivery, errors
 from .catalog import Catalog
 from .settings import Settings
 
@@ -24,6 +24,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.url_map.merge_slashes = False  # "//" in a dataset path is malformed, not redirected
     app.extensions["catalog"] = catalog = Catalog(settings)
     errors.init_app(app)
+    cache.init_app(app, settings)
     delivery.init_app(app, catalog, settings)
     api.init_app(app)
     logging.getLogger("geojson_api").setLevel(settings.log_level.upper())

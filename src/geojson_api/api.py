@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, url_for
+from flask import Blueprint, Flask, Response, current_app, jsonify, request, url_for
 
+from .cache import cached, shared_cache
 from .catalog import Catalog, Version
 from .errors import APIError, error_response
 from .names import parse_request_name
@@ -33,6 +35,19 @@ def _links(name: str) -> list[dict[str, str]]:
     ]
 
 
+def _encodings(version: Version) -> list[str]:
+    return [e for e in ("gzip", "br") if version.variant(e) is not None]
+
+
+def _token(catalog: Catalog, name: str) -> str:
+    """What a dataset's entry depends on: its version and variants, or its error."""
+    try:
+        version = catalog.current(name)
+    except APIError as exc:
+        return f"{exc.code}:{exc.description}"
+    return f"{version.id}:{','.join(_encodings(version))}"
+
+
 def describe(version: Version) -> dict[str, Any]:
     """The public document of a dataset's current version."""
     meta = version.meta
@@ -48,7 +63,7 @@ def describe(version: Version) -> dict[str, Any]:
         "properties": meta["properties"],
         "modified": _iso(version.modified),
         "published": _iso(meta["published"]),
-        "encodings": [e for e in ("gzip", "br") if version.variant(e) is not None],
+        "encodings": _encodings(version),
         "problem_count": meta["problem_count"],
         "problems": meta["problems"],
         "links": _links(version.name),
@@ -63,22 +78,38 @@ def _entry(catalog: Catalog, name: str) -> dict[str, Any]:
                 "links": _links(name)}
 
 
+def _json(body: bytes) -> Response:
+    return current_app.response_class(body, mimetype="application/json")
+
+
+def _dump(value: Any) -> bytes:
+    return current_app.json.dumps(value).encode()
+
+
+def _listing(catalog: Catalog, names: list[str]) -> bytes:
+    entries = [_entry(catalog, name) for name in names]
+    self_link = {"rel": "self", "type": "application/json",
+                 "href": url_for("api.datasets", _external=True)}
+    return _dump({"datasets": entries, "links": [self_link]})
+
+
 @bp.get("/api/datasets")
 def datasets() -> Response:
-    """Every published dataset with its metadata."""
+    """Every published dataset with its metadata (cached per set of versions)."""
     catalog = _catalog()
-    entries = [_entry(catalog, name) for name in catalog.names()]
-    return jsonify(
-        datasets=entries,
-        links=[{"rel": "self", "type": "application/json",
-                "href": url_for("api.datasets", _external=True)}],
-    )
+    names = catalog.names()
+    state = hashlib.sha256(repr([(n, _token(catalog, n)) for n in names]).encode())
+    key = f"datasets:{request.host_url}:{state.hexdigest()[:32]}"
+    return _json(cached(key, lambda: _listing(catalog, names)))
 
 
 @bp.get("/api/datasets/<path:raw>")
 def dataset(raw: str) -> Response:
-    """One dataset's metadata."""
-    return jsonify(describe(_catalog().current(parse_request_name(raw))))
+    """One dataset's metadata (cached per version)."""
+    version = _catalog().current(parse_request_name(raw))
+    variants = ",".join(_encodings(version))
+    key = f"dataset:{request.host_url}:{version.name}:{version.id}:{variants}"
+    return _json(cached(key, lambda: _dump(describe(version))))
 
 
 @bp.get("/healthz")
@@ -93,7 +124,7 @@ def readyz() -> Response:
     problems = _catalog().readiness()
     if problems:
         return error_response(503, "not-ready", "; ".join(problems.values()), checks=problems)
-    return jsonify(status="ready")
+    return jsonify(status="ready", cache=shared_cache().status())
 
 
 @bp.get("/")

@@ -174,8 +174,10 @@ def write_atomic(path: Path, data: bytes) -> None:
 class Catalog:
     """Datasets of one data folder, versions in one state folder."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, background: bool = True) -> None:
+        """``background=False`` builds nothing behind the caller's back (CLI use)."""
         self.settings = settings
+        self.background = background
         self.data_dir = Path(settings.data_dir)
         self.state_dir = Path(settings.state_path)
         self._real_data_dir = os.path.realpath(self.data_dir)
@@ -336,6 +338,8 @@ class Catalog:
             meta = self._describe(staging / DATA_FILE, digest, sig)
             (staging / "meta.json").write_bytes(orjson.dumps(meta))
             version_id = digest[:16]
+            staging.chmod(0o755)  # readable by an Nginx running as another user (offload)
+            os.utime(staging / DATA_FILE, ns=(sig.mtime_ns, sig.mtime_ns))  # Last-Modified
             target = self.state_dir / "versions" / name / version_id
             target.parent.mkdir(parents=True, exist_ok=True)
             if not target.exists():
@@ -365,7 +369,7 @@ class Catalog:
         for old in history[len(keep):]:
             shutil.rmtree(self.state_dir / "versions" / name / old, ignore_errors=True)
             self._versions.pop((name, old), None)
-        if self.settings.precompress_encodings:
+        if self.background and self.settings.precompress_encodings:
             jobs.submit(("compress", name, version.id), lambda: self.build_variants(version))
 
     def build_variants(self, version: Version, wait: bool = False) -> None:

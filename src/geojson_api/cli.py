@@ -7,6 +7,8 @@ Public forms (scripts and docs rely on them)::
     geojson-api check FILE [--json] [--progress | --no-progress]
     geojson-api prepare [--data DIR]
     geojson-api settings [--markdown]
+    geojson-api nginx-config [--upstream HOST:PORT ...] [--listen PORT] [--output FILE]
+    geojson-api stack up|down|status [--data DIR] [--port PORT] [--instances N] [--run-dir DIR]
 """
 
 from __future__ import annotations
@@ -133,7 +135,7 @@ def prepare(settings: Settings, say: Callable[[str], None]) -> int:
     """Publish every dataset and build its variants; returns the number of failures."""
     from .catalog import Catalog
 
-    catalog = Catalog(settings)
+    catalog = Catalog(settings, background=False)
     failures = 0
     for name in catalog.names():
         started = time.monotonic()
@@ -168,15 +170,69 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"data folder {data_dir} does not exist (use --data DIR, or --sample to make "
               "sample data)", file=sys.stderr)
         return 2
-    if not args.no_prepare:
-        print(f"preparing datasets in {data_dir} ...", file=sys.stderr)
-        prepare(settings, lambda line: print(line, file=sys.stderr))
+    if args.no_prepare:
+        os.environ[env_name("prepare_on_start")] = "false"
     argv = [sys.executable, "-m", "gunicorn", "-c", "python:geojson_api.gunicorn_conf"]
     print(f"serving on http://{settings.bind}/ ({settings.workers} {settings.worker_class} "
           "workers)", file=sys.stderr)
     sys.stderr.flush()
     os.execv(sys.executable, argv)
     return 0  # not reached
+
+
+# -- nginx and the local stack ------------------------------------------------
+
+def cmd_nginx_config(args: argparse.Namespace) -> int:
+    from .nginxconf import render_site
+
+    overrides = {"nginx_listen": args.listen} if args.listen else {}
+    settings = Settings.from_env(**overrides)
+    text = render_site(settings, args.upstream or [settings.bind])
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from . import stack
+
+    run_dir = Path(args.run_dir)
+    try:
+        if args.action == "up":
+            return _stack_up(args, run_dir)
+        if args.action == "down":
+            stack.down(run_dir, print)
+            return 0
+        return _stack_status(run_dir)
+    except stack.StackError as exc:
+        print(f"geojson-api stack: {exc}", file=sys.stderr)
+        return 1
+
+
+def _stack_up(args: argparse.Namespace, run_dir: Path) -> int:
+    from . import stack
+
+    _apply_env({"data_dir": args.data})
+    settings = Settings.from_env()
+    started = stack.up(settings, run_dir, args.port, args.instances, args.offload,
+                       lambda line: print(line, file=sys.stderr))
+    for part in started.parts:
+        print(f"  {part.name:<8} pid {part.pid:<8} port {part.port}", file=sys.stderr)
+    print(started.url)
+    return 0
+
+
+def _stack_status(run_dir: Path) -> int:
+    from . import stack
+
+    rows = stack.status(run_dir)
+    for part, alive, healthy in rows:
+        state = "healthy" if healthy else ("running" if alive else "stopped")
+        print(f"{part.name:<8} pid {part.pid:<8} port {part.port:<6} {state}")
+    return 0 if rows and all(healthy for _, _, healthy in rows) else 1
 
 
 # -- settings ----------------------------------------------------------------
@@ -216,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--sample", action="store_true",
                        help="write the sample datasets first if the data folder has none")
     serve.add_argument("--no-prepare", action="store_true",
-                       help="start at once; datasets are published on first request")
+                       help="start at once; datasets are published on first request "
+                            "(GEOJSON_API_PREPARE_ON_START=false)")
     serve.set_defaults(func=cmd_serve)
 
     sample = sub.add_parser("sample", help="write small, medium and large sample datasets")
@@ -236,6 +293,24 @@ def build_parser() -> argparse.ArgumentParser:
     prep = sub.add_parser("prepare", help="publish every dataset and build compressed variants")
     prep.add_argument("--data", metavar="DIR", help="data folder (GEOJSON_API_DATA_DIR)")
     prep.set_defaults(func=cmd_prepare)
+
+    nginx = sub.add_parser("nginx-config", help="render the Nginx configuration (http level)")
+    nginx.add_argument("--upstream", action="append", metavar="HOST:PORT",
+                       help="an app instance (repeatable; default: GEOJSON_API_BIND)")
+    nginx.add_argument("--listen", metavar="PORT", help="listen port (GEOJSON_API_NGINX_LISTEN)")
+    nginx.add_argument("--output", metavar="FILE", help="write here instead of stdout")
+    nginx.set_defaults(func=cmd_nginx_config)
+
+    stk = sub.add_parser("stack", help="local production-like stack: nginx, gunicorn, redis")
+    stk.add_argument("action", choices=["up", "down", "status"])
+    stk.add_argument("--data", metavar="DIR", help="data folder (GEOJSON_API_DATA_DIR)")
+    stk.add_argument("--port", type=int, default=8080, help="Nginx port (default 8080)")
+    stk.add_argument("--instances", type=int, default=2, help="Gunicorn instances (default 2)")
+    stk.add_argument("--run-dir", default="var/stack", metavar="DIR",
+                     help="folder for configs, logs and PIDs (default var/stack)")
+    stk.add_argument("--offload", choices=["nginx", "none"], default="nginx",
+                     help="who sends dataset bytes (default nginx)")
+    stk.set_defaults(func=cmd_stack)
 
     settings = sub.add_parser("settings", help="show the settings and their current values")
     settings.add_argument("--markdown", action="store_true", help="print the README table")

@@ -71,6 +71,10 @@ def compress_file(source: Path, target: Path, make: Callable[[], _Compressor]) -
             dst.write(engine.flush())
             dst.flush()
             os.fsync(dst.fileno())
+        # Same mtime as the identity file, so that a server reading it from disk
+        # (Nginx, in offload mode) sends the same Last-Modified as the app.
+        mtime = os.stat(source).st_mtime_ns
+        os.utime(tmp, ns=(mtime, mtime))
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):

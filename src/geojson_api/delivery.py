@@ -49,6 +49,7 @@ GEOJSON_MIMETYPE = "application/geo+json"
 BLOCK_SIZE = 256 * 1024  # read size when a server cannot sendfile (e.g. gevent)
 ENCODING_PREFERENCE = ("br", "gzip")  # best first, among equal client q-values
 PREFIX = "/geojson/"
+OFFLOAD_PREFIX = "/_offload"  # Nginx's internal locations over <state>/versions/
 
 WSGIEnviron = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -212,6 +213,8 @@ class Delivery:
         self.catalog = catalog
         self.cache_control = cache_control(settings)
         self.small_files = SmallFiles(settings.small_file_bytes, settings.small_file_cache_bytes)
+        self.offload = settings.offload == "nginx"
+        self.versions_dir = Path(settings.state_path) / "versions"
 
     def reply(self, raw_name: str, environ: WSGIEnviron) -> Reply:
         version = self.catalog.current(parse_request_name(raw_name))
@@ -234,8 +237,27 @@ class Delivery:
             return Reply(304, [headers[1], headers[3], headers[4]])
         return self._body(rep, environ, headers, last_modified)
 
+    def _offloaded(self, rep: Representation, environ: WSGIEnviron,
+                   headers: list[tuple[str, str]], last_modified: str) -> Reply:
+        """Let Nginx send the stored file: the same headers, the bytes by X-Accel-Redirect.
+
+        The app has already answered preconditions and 304s and refused
+        unsatisfiable ranges; Nginx applies a range only when we honour it
+        (the ``range`` location), never a multi-range or an ignored one.
+        """
+        size = rep.path.stat().st_size
+        bounds = _single_byte_range(environ, rep.etag, last_modified, size)
+        if environ["REQUEST_METHOD"] == "HEAD":
+            return Reply(200, [*headers, ("Content-Length", str(size))])
+        kind = "full" if bounds is None else "range"
+        relative = rep.path.relative_to(self.versions_dir).as_posix()
+        headers.append(("X-Accel-Redirect", f"{OFFLOAD_PREFIX}/{kind}/{relative}"))
+        return Reply(200, headers)
+
     def _body(self, rep: Representation, environ: WSGIEnviron,
               headers: list[tuple[str, str]], last_modified: str) -> Reply:
+        if self.offload:
+            return self._offloaded(rep, environ, headers, last_modified)
         data = self.small_files.get(rep.path)
         handle = open(rep.path, "rb") if data is None else None  # noqa: SIM115
         try:

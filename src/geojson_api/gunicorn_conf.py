@@ -36,6 +36,24 @@ proc_name = _s.proc_name
 # Do not set `sendfile` here: Gunicorn treats *any* value of that setting,
 # True included, as --no-sendfile. Left unset, sync and gthread workers send
 # files with sendfile(2).
+
+
+def on_starting(server: object) -> None:
+    """In the master, before any worker: publish every dataset, build its variants."""
+    if not _s.prepare_on_start:
+        return
+    import logging
+
+    from geojson_api.cli import prepare
+
+    logger = logging.getLogger("gunicorn.error")
+    logger.info("preparing datasets in %s", _s.data_dir)
+    try:
+        prepare(_s, logger.info)
+    except OSError as exc:  # e.g. no data folder yet: workers answer /readyz with 503
+        logger.warning("could not prepare datasets: %s", exc)
+
+
 # Gunicorn 27 opens a control socket in $HOME by default; several instances on
 # one machine (tests, the local stack) would fight over it.
 control_socket_disable = True

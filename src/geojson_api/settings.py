@@ -78,6 +78,12 @@ class Settings:
         32 * 1024 * 1024, "Memory budget per worker for those small files.", "data",
         shown="`33554432` (32 MiB)",
     )
+    prepare_on_start: bool = _setting(
+        True,
+        "Gunicorn's master publishes every dataset and builds its variants before the "
+        "workers start.",
+        "data",
+    )
     # -- HTTP ---------------------------------------------------------------
     cache_max_age: int = _setting(
         60, "`Cache-Control: max-age` (seconds) on dataset downloads.", "http"
@@ -88,6 +94,40 @@ class Settings:
     cache_public: bool = _setting(
         True, "Mark dataset downloads `public` (`private` otherwise).", "http"
     )
+    # -- shared cache and offload ----------------------------------------------
+    redis_url: str = _setting(
+        "",
+        "Redis URL of the shared cache, e.g. `redis://127.0.0.1:6379/0` (empty: a "
+        "per-process in-memory cache).",
+        "cache",
+    )
+    cache_timeout: int = _setting(
+        300, "Seconds a JSON API response stays in the shared cache.", "cache"
+    )
+    offload: str = _setting(
+        "none",
+        "Who sends dataset bytes: `none` (the app, with sendfile) or `nginx` (the app "
+        "answers with `X-Accel-Redirect`, Nginx sends the stored file).",
+        "cache",
+    )
+    # -- Nginx (rendered by `geojson-api nginx-config`) ---------------------------
+    nginx_listen: str = _setting("8080", "Port (or HOST:PORT) Nginx listens on.", "nginx")
+    nginx_rate: str = _setting(
+        "50r/s", "Request rate allowed per client address (`limit_req`).", "nginx"
+    )
+    nginx_burst: int = _setting(
+        100, "Requests a client may send above the rate before getting 429.", "nginx"
+    )
+    nginx_max_body: str = _setting(
+        "512m", "`client_max_body_size`: the largest request body Nginx accepts.", "nginx"
+    )
+    nginx_tls_listen: str = _setting(
+        "8443", "Port (or HOST:PORT) of the TLS server, when a certificate is set.", "nginx"
+    )
+    nginx_tls_cert: str = _setting(
+        "", "PEM certificate for TLS termination (empty: no TLS server).", "nginx"
+    )
+    nginx_tls_key: str = _setting("", "PEM private key of that certificate.", "nginx")
     # -- server (Gunicorn) ----------------------------------------------------
     bind: str = _setting("127.0.0.1:8000", "Address Gunicorn listens on (HOST:PORT).", "server")
     workers: int = _setting(
@@ -198,12 +238,16 @@ def type_name(name: str) -> str:
 
 
 _WORKER_CLASSES = {"gthread", "gevent", "sync"}
+_OFFLOADS = {"none", "nginx"}
 _ENCODINGS = {"gzip", "br"}
 
 
 def _validate(s: Settings) -> None:
     checks = [
         (s.worker_class in _WORKER_CLASSES, "worker_class", f"one of {sorted(_WORKER_CLASSES)}"),
+        (s.offload in _OFFLOADS, "offload", f"one of {sorted(_OFFLOADS)}"),
+        (bool(s.nginx_tls_cert) == bool(s.nginx_tls_key), "nginx_tls_cert/nginx_tls_key",
+         "both set or both empty"),
         (set(s.precompress_encodings) <= _ENCODINGS, "precompress", "a list of gzip, br"),
         (1 <= s.gzip_level <= 9, "gzip_level", "between 1 and 9"),
         (0 <= s.brotli_quality <= 11, "brotli_quality", "between 0 and 11"),

@@ -55,7 +55,9 @@ def test_one_dataset_errors(client: FlaskClient, data_dir: Path) -> None:
 
 def test_health(client: FlaskClient) -> None:
     assert client.get("/healthz").json == {"status": "ok"}
-    assert client.get("/readyz").json == {"status": "ready"}
+    ready = client.get("/readyz").json
+    assert ready["status"] == "ready"  # type: ignore[index]
+    assert ready["cache"] == {"backend": "simple", "hits": 0, "misses": 0, "errors": 0}  # type: ignore[index]
 
 
 def test_not_ready_when_state_is_not_writable(make_app: object, tmp_path: Path) -> None:
@@ -70,3 +72,26 @@ def test_not_ready_when_state_is_not_writable(make_app: object, tmp_path: Path) 
 def test_index_links(client: FlaskClient) -> None:
     rels = {link["rel"] for link in client.get("/").json["links"]}  # type: ignore[index]
     assert {"data", "health", "ready"} <= rels
+
+
+def test_responses_are_cached_per_version(client: FlaskClient, data_dir: Path) -> None:
+    first = client.get("/api/datasets/roads").json
+    again = client.get("/api/datasets/roads").json
+    assert again == first
+    stats = client.get("/readyz").json["cache"]  # type: ignore[index]
+    assert stats["hits"] == 1 and stats["misses"] == 1
+    (data_dir / "roads.geojson").write_bytes(ROADS.replace(b'"A"', b'"Q"'))
+    changed = client.get("/api/datasets/roads").json
+    assert changed["version"] != first["version"]  # type: ignore[index]
+    listing = client.get("/api/datasets").json
+    assert listing["datasets"][0]["version"] == changed["version"]  # type: ignore[index]
+
+
+def test_a_dead_redis_degrades_to_uncached(make_app: object) -> None:
+    app: Flask = make_app(redis_url="redis://127.0.0.1:1/0")  # type: ignore[operator]
+    client = app.test_client()
+    for _ in range(3):
+        response = client.get("/api/datasets/roads")
+        assert response.status_code == 200 and response.json["name"] == "roads"  # type: ignore[index]
+    stats = client.get("/readyz").json["cache"]  # type: ignore[index]
+    assert stats["backend"] == "redis" and stats["errors"] == 1  # then backs off

@@ -1,0 +1,70 @@
+"""Render the Nginx configuration from the settings table.
+
+One template (``nginx/geojson-api.conf.j2``, http-level) serves every
+environment: the compose stack and Kubernetes render it with ``geojson-api
+nginx-config`` into ``conf.d/``; the local stack and the tests wrap it in a
+standalone ``nginx.conf`` (``nginx/nginx.conf.j2``) that keeps every runtime
+file inside one folder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from .delivery import OFFLOAD_PREFIX
+from .settings import Settings
+
+MIME_TYPES = "/etc/nginx/mime.types"
+
+
+def _environment() -> Environment:
+    return Environment(
+        loader=PackageLoader("geojson_api", "nginx"),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def render_site(settings: Settings, upstreams: Sequence[str],
+                access_log: str = "/dev/stdout geojson_api_json") -> str:
+    """The http-level configuration: upstream, rate limit, server(s), offload locations."""
+    if not upstreams:
+        raise ValueError("at least one upstream HOST:PORT is needed")
+    template = _environment().get_template("geojson-api.conf.j2")
+    return template.render(
+        upstreams=list(upstreams),
+        listen=settings.nginx_listen,
+        rate=settings.nginx_rate,
+        burst=settings.nginx_burst,
+        max_body=settings.nginx_max_body,
+        access_log=access_log,
+        offload_prefix=OFFLOAD_PREFIX,
+        versions_dir=(Path(settings.state_path).absolute() / "versions").as_posix(),
+        tls=bool(settings.nginx_tls_cert),
+        tls_listen=settings.nginx_tls_listen,
+        tls_cert=settings.nginx_tls_cert,
+        tls_key=settings.nginx_tls_key,
+    )
+
+
+def write_standalone(settings: Settings, upstreams: Sequence[str], run_dir: Path) -> Path:
+    """Write ``nginx.conf`` and ``geojson-api.conf`` into ``run_dir``; returns nginx.conf."""
+    run_dir = run_dir.absolute()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    site = run_dir / "geojson-api.conf"
+    site.write_text(render_site(settings, upstreams,
+                                access_log=f"{run_dir}/access.log geojson_api_json"))
+    main = _environment().get_template("nginx.conf.j2").render(
+        run_dir=run_dir.as_posix(),
+        site_conf=site.as_posix(),
+        mime_types=MIME_TYPES,
+        user="root" if os.geteuid() == 0 else None,
+    )
+    conf = run_dir / "nginx.conf"
+    conf.write_text(main)
+    return conf
