@@ -82,7 +82,9 @@ class SharedCache:
                         BACKOFF, exc)
 
     def status(self) -> dict[str, Any]:
-        return {"backend": self.backend, **self.stats}
+        """Backend, counters, and the seconds left before Redis is tried again."""
+        backoff = max(0.0, self._down_until - time.monotonic())
+        return {"backend": self.backend, **self.stats, "backoff_seconds": round(backoff, 1)}
 
 
 def _flask_caching_config(settings: Settings) -> dict[str, Any]:

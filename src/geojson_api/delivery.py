@@ -251,14 +251,16 @@ class Delivery:
             return Reply(200, [*headers, ("Content-Length", str(size))])
         kind = "full" if bounds is None else "range"
         relative = rep.path.relative_to(self.versions_dir).as_posix()
+        # Nginx's offload locations add Accept-Ranges themselves (exactly once).
+        headers = [h for h in headers if h[0] != "Accept-Ranges"]
         headers.append(("X-Accel-Redirect", f"{OFFLOAD_PREFIX}/{kind}/{relative}"))
         return Reply(200, headers)
 
     def _body(self, rep: Representation, environ: WSGIEnviron,
               headers: list[tuple[str, str]], last_modified: str) -> Reply:
-        if self.offload:
-            return self._offloaded(rep, environ, headers, last_modified)
         data = self.small_files.get(rep.path)
+        if self.offload and data is None:  # small files: ours, and Nginx's micro-cache
+            return self._offloaded(rep, environ, headers, last_modified)
         handle = open(rep.path, "rb") if data is None else None  # noqa: SIM115
         try:
             size = len(data) if data is not None else os.fstat(handle.fileno()).st_size  # type: ignore[union-attr]

@@ -31,7 +31,8 @@ def _environment() -> Environment:
 
 
 def render_site(settings: Settings, upstreams: Sequence[str],
-                access_log: str = "/dev/stdout geojson_api_json") -> str:
+                access_log: str = "/dev/stdout geojson_api_json",
+                cache_dir: str = "/var/cache/nginx/geojson-api") -> str:
     """The http-level configuration: upstream, rate limit, server(s), offload locations."""
     if not upstreams:
         raise ValueError("at least one upstream HOST:PORT is needed")
@@ -44,6 +45,8 @@ def render_site(settings: Settings, upstreams: Sequence[str],
         max_body=settings.nginx_max_body,
         access_log=access_log,
         offload_prefix=OFFLOAD_PREFIX,
+        microcache=settings.nginx_microcache,
+        cache_dir=cache_dir,
         versions_dir=(Path(settings.state_path).absolute() / "versions").as_posix(),
         tls=bool(settings.nginx_tls_cert),
         tls_listen=settings.nginx_tls_listen,
@@ -58,7 +61,8 @@ def write_standalone(settings: Settings, upstreams: Sequence[str], run_dir: Path
     run_dir.mkdir(parents=True, exist_ok=True)
     site = run_dir / "geojson-api.conf"
     site.write_text(render_site(settings, upstreams,
-                                access_log=f"{run_dir}/access.log geojson_api_json"))
+                                access_log=f"{run_dir}/access.log geojson_api_json",
+                                cache_dir=f"{run_dir}/cache"))
     main = _environment().get_template("nginx.conf.j2").render(
         run_dir=run_dir.as_posix(),
         site_conf=site.as_posix(),

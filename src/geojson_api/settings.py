@@ -118,6 +118,13 @@ class Settings:
     nginx_burst: int = _setting(
         100, "Requests a client may send above the rate before getting 429.", "nginx"
     )
+    nginx_microcache: int = _setting(
+        1,
+        "Seconds Nginx keeps whole small-file responses (those the app sends itself, "
+        "up to `GEOJSON_API_SMALL_FILE_BYTES`) and answers repeats from memory (0: off). A "
+        "new version reaches clients at most this much later.",
+        "nginx",
+    )
     nginx_max_body: str = _setting(
         "512m", "`client_max_body_size`: the largest request body Nginx accepts.", "nginx"
     )

@@ -55,7 +55,8 @@ class Part:
             cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes()
         except (OSError, IndexError):
             return False
-        return state != "Z" and self.argv0.encode() in cmdline
+        # The command line reads empty for a moment around exec: still ours.
+        return state != "Z" and (not cmdline or self.argv0.encode() in cmdline)
 
 
 @dataclass
@@ -78,10 +79,25 @@ class Stack:
         return cls(raw["run_dir"], raw["url"], [Part(**p) for p in raw["parts"]])
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(count: int, exclude: set[int]) -> list[int]:
+    """``count`` distinct free loopback ports, none in ``exclude``.
+
+    All sockets stay bound until every port is chosen, so that the kernel
+    cannot hand out the same port twice (a later server binds it for real).
+    """
+    held: list[socket.socket] = []
+    try:
+        while len(held) < count:
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            if s.getsockname()[1] in exclude:
+                s.close()
+                continue
+            held.append(s)
+        return [int(s.getsockname()[1]) for s in held]
+    finally:
+        for s in held:
+            s.close()
 
 
 def _spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
@@ -133,11 +149,10 @@ def _wait(stack: Stack, part: Part, timeout: float) -> None:
     raise StackError(f"{part.name} did not become healthy within {timeout:.0f} s")
 
 
-def _start_redis(run_dir: Path) -> Part:
+def _start_redis(run_dir: Path, port: int) -> Part:
     redis = shutil.which("redis-server")
     if redis is None:
         raise StackError("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
     argv = [redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--dir", str(run_dir), "--maxmemory", "256mb",
             "--maxmemory-policy", "allkeys-lru"]
@@ -158,9 +173,8 @@ def _app_env(settings: Settings, port: int, redis_url: str, offload: str) -> dic
     return env
 
 
-def _start_app(settings: Settings, run_dir: Path, index: int, redis_url: str,
+def _start_app(settings: Settings, run_dir: Path, index: int, port: int, redis_url: str,
                offload: str) -> Part:
-    port = free_port()
     name = f"app{index}"
     argv = [sys.executable, "-m", "gunicorn", "-c", "python:geojson_api.gunicorn_conf",
             "--name", f"geojson-api-{name}"]
@@ -209,10 +223,12 @@ def up(settings: Settings, run_dir: Path, port: int, instances: int, offload: st
 
 def _start_all(stack: Stack, settings: Settings, run_dir: Path, port: int, instances: int,
                offload: str) -> None:
-    redis = _start_redis(run_dir)
+    redis_port, *app_ports = free_ports(1 + instances, exclude={port})
+    redis = _start_redis(run_dir, redis_port)
     stack.parts.append(redis)
     _wait(stack, redis, START_TIMEOUT)
-    apps = [_start_app(settings, run_dir, i + 1, redis.health, offload) for i in range(instances)]
+    apps = [_start_app(settings, run_dir, i + 1, app_port, redis.health, offload)
+            for i, app_port in enumerate(app_ports)]
     stack.parts.extend(apps)
     for app in apps:
         _wait(stack, app, START_TIMEOUT)

@@ -27,6 +27,8 @@ import brotli
 import pytest
 import requests
 
+from geojson_api.stack import free_ports
+
 from ..conftest import require
 from .servers import free_port
 
@@ -174,6 +176,11 @@ def test_cache_is_shared_between_instances(offloaded: RunningStack) -> None:
         client.delete(key)
     one, two = offloaded.part_url("app1"), offloaded.part_url("app2")
     host = {"Host": "maps.example.test"}  # as Nginx passes it: the same for both
+    for url in (one, two):  # a Redis timeout under the earlier burst makes an app back off
+        deadline = time.monotonic() + 10
+        while requests.get(f"{url}/readyz", timeout=TIMEOUT).json()["cache"]["backoff_seconds"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
     before = requests.get(f"{two}/readyz", timeout=TIMEOUT).json()["cache"]
     first = requests.get(f"{one}/api/datasets/medium", headers=host, timeout=TIMEOUT)
     keys = list(client.scan_iter("geojson-api:dataset:*medium*"))
@@ -222,6 +229,61 @@ def test_killing_an_instance_fails_no_request(proxied: RunningStack) -> None:
         except requests.RequestException as exc:
             failures.append(f"{i}: {exc!r}")
     assert failures == []
+
+
+def test_tls_termination(proxied: RunningStack, tmp_path: Path) -> None:
+    """The same template with a certificate set serves HTTPS (and still HTTP)."""
+    import dataclasses
+
+    from geojson_api.nginxconf import write_standalone
+    from geojson_api.settings import Settings
+
+    require("openssl")
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([str(root / "scripts" / "make-cert"), str(tmp_path / "tls")], check=True,
+                   capture_output=True, timeout=60)
+    http_port, tls_port = free_ports(2, exclude=set())
+    settings = dataclasses.replace(
+        Settings.from_env({}, data_dir=proxied.data_dir),
+        nginx_listen=f"127.0.0.1:{http_port}", nginx_tls_listen=f"127.0.0.1:{tls_port}",
+        nginx_tls_cert=str(tmp_path / "tls" / "cert.pem"),
+        nginx_tls_key=str(tmp_path / "tls" / "key.pem"))
+    upstreams = [f"127.0.0.1:{proxied.parts[name]['port']}" for name in ("app1", "app2")
+                 if Path(f"/proc/{proxied.parts[name]['pid']}").exists()]
+    conf = write_standalone(settings, upstreams, tmp_path / "nginx")
+    nginx = subprocess.Popen([require("nginx"), "-c", str(conf), "-p", str(tmp_path / "nginx")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"https://127.0.0.1:{tls_port}/geojson/small"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                r = requests.get(url, verify=str(tmp_path / "tls" / "cert.pem"), timeout=5,
+                                 headers={"Accept-Encoding": "identity"})
+                break
+            except requests.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        assert r.status_code == 200
+        assert r.content == (proxied.data_dir / "small.geojson").read_bytes()
+        assert r.headers["Strict-Transport-Security"] == "max-age=31536000"
+        plain = requests.get(f"http://127.0.0.1:{http_port}/healthz", timeout=5)
+        assert plain.status_code == 200
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=30)
+
+
+def test_small_files_come_from_the_micro_cache(offloaded: RunningStack) -> None:
+    url = f"{offloaded.url}/geojson/small?micro=1"
+    first = get(url)
+    for _ in range(3):
+        assert get(url).content == first.content
+    assert get(url, **{"If-None-Match": first.headers["ETag"]}).status_code == 304
+    lines = (offloaded.run_dir / "nginx" / "access.log").read_text().splitlines()
+    caches = [json.loads(line)["cache"] for line in lines if "micro=1" in line]
+    assert caches[0] in ("MISS", "EXPIRED") and "HIT" in caches[1:]
 
 
 def test_redis_stopping_fails_no_request(offloaded: RunningStack) -> None:

@@ -57,7 +57,8 @@ def test_health(client: FlaskClient) -> None:
     assert client.get("/healthz").json == {"status": "ok"}
     ready = client.get("/readyz").json
     assert ready["status"] == "ready"  # type: ignore[index]
-    assert ready["cache"] == {"backend": "simple", "hits": 0, "misses": 0, "errors": 0}  # type: ignore[index]
+    assert ready["cache"] == {"backend": "simple", "hits": 0, "misses": 0,  # type: ignore[index]
+                              "errors": 0, "backoff_seconds": 0.0}
 
 
 def test_not_ready_when_state_is_not_writable(make_app: object, tmp_path: Path) -> None:
@@ -95,3 +96,4 @@ def test_a_dead_redis_degrades_to_uncached(make_app: object) -> None:
         assert response.status_code == 200 and response.json["name"] == "roads"  # type: ignore[index]
     stats = client.get("/readyz").json["cache"]  # type: ignore[index]
     assert stats["backend"] == "redis" and stats["errors"] == 1  # then backs off
+    assert 0 < stats["backoff_seconds"] <= 5

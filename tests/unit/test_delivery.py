@@ -256,3 +256,29 @@ def test_small_files_memory_budget(tmp_path: Path) -> None:
     assert memory.get(paths[2]) == b"x" * 30  # over budget: memory cleared first
     assert list(memory._data) == [paths[2]]  # the clear dropped everything before
     assert SmallFiles(0, 100).get(paths[0]) is None
+
+
+def test_offload_hands_the_bytes_to_nginx(make_app: Callable[..., Flask]) -> None:
+    client = make_app(offload="nginx", small_file_bytes=0).test_client()
+    r = client.get("/geojson/roads", headers={"Accept-Encoding": "identity"})
+    assert r.status_code == 200 and r.data == b""
+    version = r.headers["ETag"].strip('"')
+    assert r.headers["X-Accel-Redirect"] == f"/_offload/full/roads/{version}/data.geojson"
+    assert "Accept-Ranges" not in r.headers  # Nginx's offload location adds it
+    assert r.headers["Content-Type"] == "application/geo+json"
+    ranged = client.get("/geojson/roads", headers={"Range": "bytes=0-3"})
+    assert ranged.headers["X-Accel-Redirect"].startswith("/_offload/range/")
+    multi = client.get("/geojson/roads", headers={"Range": "bytes=0-1,3-4"})
+    assert multi.headers["X-Accel-Redirect"].startswith("/_offload/full/")
+    assert client.get("/geojson/roads", headers={"If-None-Match": r.headers["ETag"]}
+                      ).status_code == 304
+    assert client.get("/geojson/roads", headers={"Range": "bytes=9999-"}).status_code == 416
+    head = client.head("/geojson/roads")
+    assert "X-Accel-Redirect" not in head.headers
+    assert head.headers["Content-Length"] == str(len(ROADS))
+
+
+def test_offload_keeps_small_files_for_the_micro_cache(make_app: Callable[..., Flask]) -> None:
+    client = make_app(offload="nginx").test_client()
+    r = client.get("/geojson/roads", headers={"Accept-Encoding": "identity"})
+    assert "X-Accel-Redirect" not in r.headers and r.data == ROADS
