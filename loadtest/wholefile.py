@@ -2,7 +2,7 @@
 
 What is compared
 ----------------
-Four *targets* serve the same three sample datasets (``small`` ~50 KB,
+Five *targets* serve the same three sample datasets (``small`` ~50 KB,
 ``medium`` ~5 MB, ``large`` ~50 MB) on 127.0.0.1:
 
 * ``nginx``: the files served statically (``sendfile on``, ``open_file_cache``),
@@ -11,11 +11,27 @@ Four *targets* serve the same three sample datasets (``small`` ~50 KB,
   workers) with that worker class;
 * ``bare``: the same Gunicorn config (gthread) around a do-nothing WSGI app that
   returns the file from memory (``bare_wsgi.py``): the ceiling for any Python
-  app under Gunicorn, so the report separates Gunicorn's cost from ours.
+  app under Gunicorn, so the report separates Gunicorn's cost from ours;
+* ``stack``: the full production-like stack of ``geojson-api stack up
+  --instances 2 --offload nginx``: nginx (the rendered production template) in
+  front of 2 Gunicorn instances (default worker class and number of workers)
+  sharing one redis-server. nginx proxies ``GET /geojson/<name>`` to an
+  instance, which answers with ``X-Accel-Redirect``, and nginx sends the file
+  bytes (whatever else the stack's configuration does, e.g. for small files, is
+  part of what is measured; its rendered nginx config is saved in the JSON
+  results). ``stack up`` runs as a subprocess (bounded by ``--start-timeout``; it
+  prepares the datasets first) and starts every part *detached*, each in its own
+  session, recording them in ``<run-dir>/stack.json``; they are stopped with
+  ``geojson-api stack down`` whatever happens, and as a last resort killed by
+  PID. ``--app-arg`` does not apply to it; its settings come from the
+  ``GEOJSON_API_*`` environment like in production (e.g. ``GEOJSON_API_WORKERS``).
 
-Both sides run without an access log (``GEOJSON_API_ACCESS_LOG=""`` for the app,
-``access_log off`` for nginx). wrk sends no ``Accept-Encoding``, so the app
-answers with the identity bytes, like nginx.
+Every target runs without an app access log (``GEOJSON_API_ACCESS_LOG=""``) and
+the static nginx with ``access_log off``. The stack's nginx rate limit per
+client address (``limit_req``, 50 r/s by default: wrk is one client) is lifted
+with ``GEOJSON_API_NGINX_RATE=1000000r/s`` and ``GEOJSON_API_NGINX_BURST=1000000``.
+wrk sends no ``Accept-Encoding``, so the app answers with the identity bytes,
+like nginx.
 
 Method
 ------
@@ -34,15 +50,18 @@ throughput (MB/s) and requests per second and of the latency percentiles, the
 the same scenario: 1.00 means as fast as nginx, 0.50 half of its throughput.
 
 While wrk runs, the target's whole process tree (master and all descendants)
-is sampled from /proc every 0.2 s: the RSS of every process (idle = just before
-the run, peak = highest sample during it, growth = peak - idle) and the tree's
-CPU time (user + system of the live processes plus the times of the children
-they reaped, so a worker replaced during the run still counts). The CPU delta
+is sampled from /proc every 0.2 s; for ``stack``, the trees of all its parts
+read from ``stack.json`` together (nginx master + workers, both Gunicorn
+masters + their workers, redis-server; each part's own process counts as a
+master). Sampled are the RSS of every process (idle = just before the run,
+peak = highest sample during it, growth = peak - idle) and the tree's CPU time
+(user + system of the live processes plus the times of the children they
+reaped, so a worker replaced during the run still counts). The CPU delta
 over the run gives CPU seconds per GB sent and per 1,000 requests. RSS counts
 shared pages in every process that maps them, so the tree's sum overstates the
 memory really used; the growth is the meaningful figure. The page cache is not
 part of RSS. A worker that appears during the run (Gunicorn's ``max_requests``
-recycles workers) is compared with the smallest idle worker.
+recycles workers) is compared with the smallest idle worker of the same master.
 
 Caveats
 -------
@@ -60,6 +79,15 @@ with one another; it is not what they would spend on a real network.
 ``--quick`` runs are smoke runs, too short for docs: at 200 connections a 50 MB
 download can take longer than the run.
 
+``stack`` caveats: its nginx writes a JSON access log line per request (into
+the run folder; the template has no setting to switch it off), which costs it a
+little and which the static nginx does not pay. It has one more hop (nginx ->
+Gunicorn over loopback for every request) and more processes sharing the cores
+(the default of 2 x cores + 1 workers per instance). Its parts are detached from
+this script: if the script is killed with SIGKILL after ``stack up`` finished,
+they keep running; stop them with ``geojson-api stack down --run-dir DIR`` (the
+folder is printed at start).
+
 Units: MB = 10^6 bytes and GB = 10^9 bytes everywhere (wrk prints binary units,
 converted here); transfer figures include the HTTP headers.
 
@@ -69,7 +97,7 @@ when a target fails to start (or dies), or when wrk cannot connect at all.
 Usage::
 
     python loadtest/wholefile.py [--data DIR] [--duration 10] [--rounds 2]
-        [--targets nginx,gthread,gevent,bare] [--scenarios 10c-50KB,50c-5MB]
+        [--targets nginx,gthread,gevent,bare,stack] [--scenarios 10c-50KB,50c-5MB]
         [--out loadtest/results] [--quick] [--app-arg=--workers=3]
 """
 
@@ -98,13 +126,13 @@ from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 HOST = "127.0.0.1"
-TARGETS = ("nginx", "gthread", "gevent", "bare")
+TARGETS = ("nginx", "gthread", "gevent", "bare", "stack")
 DATASETS = ("small", "medium", "large")
 SAMPLE_INTERVAL = 0.2  # seconds between two samples of the target's process tree
 WRK_THREADS = 2
@@ -151,14 +179,29 @@ def _die_with_parent() -> None:
     _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
+def _interrupt_with_parent() -> None:
+    """Like ``_die_with_parent`` with SIGINT: a Python child gets KeyboardInterrupt and
+    can clean up (``geojson-api stack up`` then stops what it started)."""
+    _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGINT))
+
+
 def spawn(argv: Sequence[str], log: Path, env: dict[str, str] | None = None,
+          on_parent_death: Callable[[], None] = _die_with_parent,
           ) -> subprocess.Popen[bytes]:
     """Start a child in its own process group (a terminal Ctrl-C reaches only us)."""
     with open(log, "ab") as out:  # append: nginx also writes its error log there
         return subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            env=env, process_group=0, preexec_fn=_die_with_parent,
+            env=env, process_group=0, preexec_fn=on_parent_death,
         )
+
+
+def log_tail(log: Path, lines: int = 15) -> str:
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join("    " + line for line in text.splitlines()[-lines:])
 
 
 @dataclass
@@ -177,11 +220,7 @@ class Child:
         return self.popen.poll() is None
 
     def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join("    " + line for line in text.splitlines()[-lines:])
+        return log_tail(self.log, lines)
 
     def check_alive(self) -> None:
         if not self.alive():
@@ -189,6 +228,12 @@ class Child:
                 f"{self.name} (pid {self.pid}) exited with code {self.popen.returncode}; "
                 f"end of its log:\n{self.log_tail()}"
             )
+
+    def roots(self) -> list[psutil.Process]:
+        return [psutil.Process(self.pid)]
+
+    def describe(self) -> str:
+        return f"pid {self.pid}"
 
 
 @contextlib.contextmanager
@@ -208,11 +253,20 @@ def _descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
+def _running(process: psutil.Process) -> bool:
+    """True while ``process`` runs: not exited, not a zombie, its PID not reused."""
+    try:
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
 class Supervisor:
-    """Starts the long-running children and stops them all, whatever happens."""
+    """Starts the long-running children and stacks and stops them all, whatever happens."""
 
     def __init__(self) -> None:
         self.children: list[Child] = []
+        self.stacks: list[Stack] = []
         # Workers seen so far: if a master dies first, its orphans are still ours to stop.
         self.descendants: set[psutil.Process] = set()
 
@@ -222,14 +276,26 @@ class Supervisor:
         self.children.append(child)  # registered before anything can fail
         return child
 
+    def start_stack(self, name: str, run_dir: Path, log: Path, data_dir: Path, port: int,
+                    timeout: float) -> Stack:
+        stack = Stack(name, run_dir, log)
+        self.stacks.append(stack)  # registered before anything can fail
+        stack.up(data_dir, port, timeout)
+        return stack
+
     def remember_descendants(self) -> None:
         for child in self.children:
             if child.alive():
                 self.descendants.update(_descendants(child.pid))
+        for stack in self.stacks:
+            stack.remember_descendants()
 
     def stop_all(self, timeout: float = 45.0) -> None:
-        """SIGTERM every child (graceful stop), wait, then SIGKILL leftovers by PID."""
+        """SIGTERM every child (graceful stop), wait, then SIGKILL leftovers by PID;
+        ``stack down`` every stack (see ``Stack.stop``)."""
         with signals_blocked():
+            for stack in self.stacks:
+                stack.stop()
             self.remember_descendants()
             running = [c for c in self.children if c.alive()]
             for child in running:
@@ -298,21 +364,39 @@ def wait_until_answering(child: Child, url: str, ok: Callable[[int | None], bool
 
 # -- targets ---------------------------------------------------------------------------
 
+class Server(Protocol):
+    """What runs a target: one ``Child`` (one process tree) or a ``Stack`` (several)."""
+
+    name: str
+
+    def check_alive(self) -> None:
+        """Raise BenchmarkError when a process of the server has exited."""
+
+    def roots(self) -> list[psutil.Process]:
+        """The roots of the server's process trees (masters, single processes)."""
+        ...
+
+    def describe(self) -> str:
+        """The PIDs, for the console."""
+        ...
+
+
 @dataclass
 class Target:
     """A server under test, listening on its own loopback port."""
 
     name: str
     port: int
-    child: Child
+    server: Server
     startup_seconds: float = 0.0
 
     def url(self, dataset: str) -> str:
         return f"http://{HOST}:{self.port}/geojson/{dataset}"
 
-    def tree_root(self) -> psutil.Process:
-        self.child.check_alive()
-        return psutil.Process(self.child.pid)
+    def tree_roots(self) -> list[psutil.Process]:
+        """Every root of the target's process trees; fails if a part has exited."""
+        self.server.check_alive()
+        return self.server.roots()
 
 
 def _nginx_quote(path: Path, suffix: str = "") -> str:
@@ -412,12 +496,185 @@ def start_app(supervisor: Supervisor, worker_class: str, workdir: Path, data_dir
     argv = app_command(worker_class, data_dir, port, app_args)
     env = {**os.environ, "GEOJSON_API_ACCESS_LOG": "", "GEOJSON_API_DATA_DIR": str(data_dir)}
     log = workdir / f"{worker_class}.log"
-    target = Target(worker_class, port, supervisor.start(worker_class, argv, log, env))
+    child = supervisor.start(worker_class, argv, log, env)
+    target = Target(worker_class, port, child)
     ready = "/geojson/small" if worker_class == "bare" else "/readyz"
     target.startup_seconds = wait_until_answering(
-        target.child, f"http://{HOST}:{port}{ready}", lambda status: status == 200, timeout
+        child, f"http://{HOST}:{port}{ready}", lambda status: status == 200, timeout
     )
     return target
+
+
+# -- the production-like stack ---------------------------------------------------------
+
+STACK_INSTANCES = 2
+STACK_OFFLOAD = "nginx"
+# wrk is one client address: lift the per-address rate limit of the stack's nginx. The
+# app's access log is off like for the other targets (nginx's JSON one cannot be).
+STACK_ENV = {"GEOJSON_API_NGINX_RATE": "1000000r/s", "GEOJSON_API_NGINX_BURST": "1000000",
+             "GEOJSON_API_ACCESS_LOG": ""}
+# `stack down` stops the parts one after the other, each within 30 s (then SIGKILL).
+STACK_STOP_TIMEOUT = 150.0
+
+
+@dataclass
+class StackPart:
+    """One process of the stack, as recorded in stack.json."""
+
+    name: str
+    port: int
+    process: psutil.Process  # psutil refuses to act on a PID that was reused
+
+
+class Stack:
+    """The stack of ``geojson-api stack up``: detached processes, each in its own session.
+
+    They outlive ``stack up`` and are not our children, so they are followed by
+    PID: the parts recorded in ``stack.json`` and every descendant seen so far
+    (including whatever ``stack up`` had started when it was still running).
+    """
+
+    def __init__(self, name: str, run_dir: Path, log: Path) -> None:
+        self.name = name
+        self.run_dir = run_dir
+        self.log = log
+        self.parts: list[StackPart] = []
+        self.url: str | None = None
+        self.seen: set[psutil.Process] = set()
+        self._up: subprocess.Popen[bytes] | None = None
+
+    def command(self, action: str, *args: str) -> list[str]:
+        return [*geojson_api_command(), "stack", action, "--run-dir", str(self.run_dir), *args]
+
+    def up(self, data_dir: Path, port: int, timeout: float) -> None:
+        """Run ``stack up`` (bounded by ``timeout``) and read what it started."""
+        argv = self.command("up", "--data", str(data_dir), "--port", str(port),
+                            "--instances", str(STACK_INSTANCES), "--offload", STACK_OFFLOAD)
+        print(f"  {' '.join(argv)}\n  (run folder {self.run_dir})", flush=True)
+        # SIGINT if this script dies: `stack up` then stops the parts it started.
+        self._up = spawn(argv, self.log, {**os.environ, **STACK_ENV},
+                         on_parent_death=_interrupt_with_parent)
+        deadline = time.monotonic() + timeout
+        while self._up.poll() is None:
+            self.seen.update(_descendants(self._up.pid))
+            if time.monotonic() > deadline:
+                self._interrupt_up()
+                raise BenchmarkError(f"`stack up` did not finish in {timeout:.0f} s; end of "
+                                     f"its log:\n{log_tail(self.log)}")
+            time.sleep(0.2)
+        if self._up.returncode != 0:
+            raise BenchmarkError(f"`stack up` exited with code {self._up.returncode}; end of "
+                                 f"its log:\n{log_tail(self.log)}")
+        self._read_state(port)
+        self.remember_descendants()
+
+    def _read_state(self, port: int) -> None:
+        try:
+            state = json.loads((self.run_dir / "stack.json").read_text())
+            self.url = str(state["url"])
+            recorded = [(str(p["name"]), int(p["pid"]), int(p["port"]), str(p["argv0"]))
+                        for p in state["parts"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise BenchmarkError(f"cannot read {self.run_dir / 'stack.json'}: {exc}") from exc
+        problems = []
+        for name, pid, part_port, argv0 in recorded:
+            try:
+                process = psutil.Process(pid)
+                cmdline = " ".join(process.cmdline())
+            except psutil.Error:
+                problems.append(f"stack part {name} (pid {pid}) is not running")
+                continue
+            if argv0 not in cmdline:  # what `stack down` checks too
+                problems.append(f"stack part {name}: pid {pid} runs {cmdline!r}")
+                continue
+            self.parts.append(StackPart(name, part_port, process))
+            self.seen.add(process)
+        if self.url != f"http://{HOST}:{port}":
+            problems.append(f"`stack up` serves {self.url}, expected port {port}")
+        if problems:
+            raise BenchmarkError("; ".join(problems))
+
+    def _interrupt_up(self) -> None:
+        """SIGINT a running ``stack up``: it stops what it started; SIGKILL if it hangs."""
+        if self._up is None or self._up.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self._up.send_signal(signal.SIGINT)
+        try:
+            self._up.wait(STACK_STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self._up.kill()
+            self._up.wait()
+
+    def remember_descendants(self) -> None:
+        for part in self.parts:
+            if _running(part.process):
+                self.seen.update(_descendants(part.process.pid))
+
+    def check_alive(self) -> None:
+        for part in self.parts:
+            if not _running(part.process):
+                raise BenchmarkError(
+                    f"stack part {part.name} (pid {part.process.pid}) exited; end of its log:\n"
+                    f"{log_tail(self.run_dir / f'{part.name}.log')}"
+                )
+
+    def roots(self) -> list[psutil.Process]:
+        return [part.process for part in self.parts]
+
+    def describe(self) -> str:
+        return "pids " + ", ".join(f"{p.name} {p.process.pid}" for p in self.parts)
+
+    def stop(self) -> None:
+        """``stack down``; then SIGKILL, by PID, whatever of the stack still runs."""
+        self._interrupt_up()
+        self.remember_descendants()
+        if (self.run_dir / "stack.json").exists():
+            self._down()
+        self.remember_descendants()  # a part's workers, should `stack down` have failed
+        leftovers = []
+        for process in self.seen:
+            if _running(process):
+                with contextlib.suppress(psutil.Error):  # psutil checks for PID reuse
+                    process.kill()
+                    leftovers.append(process.pid)
+        if leftovers:
+            print(f"{self.name}: killed leftover processes {sorted(leftovers)}", file=sys.stderr)
+
+    def _down(self) -> None:
+        with open(self.log, "ab") as out:
+            try:
+                done = subprocess.run(self.command("down"), stdin=subprocess.DEVNULL,
+                                      stdout=out, stderr=subprocess.STDOUT,
+                                      timeout=STACK_STOP_TIMEOUT, process_group=0)
+            except subprocess.TimeoutExpired:
+                print(f"{self.name}: `stack down` did not finish in {STACK_STOP_TIMEOUT:.0f} s",
+                      file=sys.stderr)
+                return
+        if done.returncode != 0:
+            print(f"{self.name}: `stack down` exited with code {done.returncode}; end of its "
+                  f"log:\n{log_tail(self.log)}", file=sys.stderr)
+
+    def record(self) -> dict[str, Any]:
+        """For the JSON results: the parts, the settings given and nginx's configuration."""
+        nginx_dir = self.run_dir / "nginx"
+        return {
+            "url": self.url, "instances": STACK_INSTANCES, "offload": STACK_OFFLOAD,
+            "env": STACK_ENV,
+            "parts": [{"name": p.name, "pid": p.process.pid, "port": p.port}
+                      for p in self.parts],
+            "nginx_conf": _read(nginx_dir / "nginx.conf"),
+            "site_conf": _read(nginx_dir / "geojson-api.conf"),
+        }
+
+
+def start_stack(supervisor: Supervisor, workdir: Path, data_dir: Path,
+                timeout: float) -> Target:
+    port = free_port()
+    started = time.monotonic()
+    stack = supervisor.start_stack("stack", workdir / "stack", workdir / "stack.log",
+                                   data_dir, port, timeout)
+    return Target("stack", port, stack, startup_seconds=time.monotonic() - started)
 
 
 def warm_up(target: Target, data_dir: Path, datasets: Iterable[str]) -> None:
@@ -437,9 +694,9 @@ def wait_until_quiet(targets: Sequence[Target], limit: float = 30.0,
     """Wait (bounded) until no target burns CPU, e.g. after startup work."""
     deadline = time.monotonic() + limit
     while True:
-        before = [sample_tree(t.tree_root()).cpu_seconds for t in targets]
+        before = [sample_tree(t.tree_roots()).cpu_seconds for t in targets]
         time.sleep(1.0)
-        after = [sample_tree(t.tree_root()).cpu_seconds for t in targets]
+        after = [sample_tree(t.tree_roots()).cpu_seconds for t in targets]
         busy = {t.name: b - a for t, a, b in zip(targets, before, after, strict=True)}
         if max(busy.values()) < max_cores:
             return
@@ -453,11 +710,13 @@ def wait_until_quiet(targets: Sequence[Target], limit: float = 30.0,
 
 @dataclass
 class TreeSample:
-    """One look at a process tree: CPU time so far and RSS of every process (bytes)."""
+    """One look at a target's process trees: CPU time so far, RSS of every process
+    (bytes) and the root of the tree each process belongs to (PID -> root PID)."""
 
     at: float
     cpu_seconds: float
     rss: dict[int, int]
+    root_of: dict[int, int]
 
     @property
     def total_rss(self) -> int:
@@ -469,23 +728,29 @@ def _own_and_reaped_cpu(process: psutil.Process) -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
-def sample_tree(root: psutil.Process) -> TreeSample:
-    """CPU and RSS of ``root`` and all its descendants, read from /proc."""
-    try:
-        with root.oneshot():
-            cpu = _own_and_reaped_cpu(root)
-            rss = {root.pid: root.memory_info().rss}
-        descendants = root.children(recursive=True)
-    except psutil.NoSuchProcess as exc:
-        raise BenchmarkError(f"server process {root.pid} disappeared") from exc
-    for process in descendants:
+def sample_tree(roots: Sequence[psutil.Process]) -> TreeSample:
+    """CPU and RSS of every root and all its descendants, read from /proc."""
+    cpu = 0.0
+    rss: dict[int, int] = {}
+    root_of: dict[int, int] = {}
+    for root in roots:
         try:
-            with process.oneshot():
-                cpu += _own_and_reaped_cpu(process)
-                rss[process.pid] = process.memory_info().rss
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
-            continue  # exited between listing and reading: its parent reaps its CPU time
-    return TreeSample(time.monotonic(), cpu, rss)
+            with root.oneshot():
+                cpu += _own_and_reaped_cpu(root)
+                rss[root.pid] = root.memory_info().rss
+            descendants = root.children(recursive=True)
+        except psutil.NoSuchProcess as exc:
+            raise BenchmarkError(f"server process {root.pid} disappeared") from exc
+        root_of[root.pid] = root.pid
+        for process in descendants:
+            try:
+                with process.oneshot():
+                    cpu += _own_and_reaped_cpu(process)
+                    rss[process.pid] = process.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                continue  # exited between listing and reading: its parent reaps its CPU time
+            root_of[process.pid] = root.pid
+    return TreeSample(time.monotonic(), cpu, rss, root_of)
 
 
 @dataclass
@@ -500,20 +765,29 @@ class MemoryStats:
     new_processes: int
 
 
-def memory_stats(root_pid: int, idle: TreeSample, samples: Sequence[TreeSample]) -> MemoryStats:
+def memory_stats(idle: TreeSample, samples: Sequence[TreeSample]) -> MemoryStats:
+    """Growth of every process; the roots (masters) are left out of the worker growth."""
     peak_by_pid: dict[int, int] = dict(idle.rss)
+    root_of: dict[int, int] = dict(idle.root_of)
     for sample in samples:
         for pid, rss in sample.rss.items():
             peak_by_pid[pid] = max(rss, peak_by_pid.get(pid, 0))
-    idle_workers = [rss for pid, rss in idle.rss.items() if pid != root_pid]
-    fresh_worker_base = min(idle_workers, default=idle.rss.get(root_pid, 0))
+        root_of.update(sample.root_of)
+    roots = set(root_of.values())
+
+    def fresh_worker_base(root: int) -> int:
+        """A worker new in the run is compared with the smallest idle one of its master."""
+        idle_workers = [rss for pid, rss in idle.rss.items()
+                        if pid not in roots and idle.root_of[pid] == root]
+        return min(idle_workers, default=idle.rss.get(root, 0))
+
     growths = [
-        peak - idle.rss.get(pid, fresh_worker_base)
-        for pid, peak in peak_by_pid.items() if pid != root_pid
+        peak - (idle.rss[pid] if pid in idle.rss else fresh_worker_base(root_of[pid]))
+        for pid, peak in peak_by_pid.items() if pid not in roots
     ]
     peak_total = max([idle.total_rss, *(s.total_rss for s in samples)])
     processes: list[dict[str, int | str]] = [
-        {"pid": pid, "role": "master" if pid == root_pid else "worker",
+        {"pid": pid, "role": "master" if pid in roots else "worker", "root": root_of[pid],
          "idle_rss": idle.rss.get(pid, 0), "peak_rss": peak}
         for pid, peak in sorted(peak_by_pid.items())
     ]
@@ -598,25 +872,25 @@ def wrk_command(url: str, connections: int, duration: int) -> list[str]:
             "--timeout", WRK_TIMEOUT, "--latency", url]
 
 
-def watch_wrk(wrk: subprocess.Popen[bytes], root: psutil.Process, limit: float,
+def watch_wrk(wrk: subprocess.Popen[bytes], roots: Sequence[psutil.Process], limit: float,
               ) -> tuple[list[TreeSample], float]:
-    """Sample the server tree until wrk exits; wrk's own CPU seconds come from wait4()."""
+    """Sample the server trees until wrk exits; wrk's own CPU seconds come from wait4()."""
     samples: list[TreeSample] = []
     started = next_at = time.monotonic()
     while True:
         pid, status, usage = os.wait4(wrk.pid, os.WNOHANG)
         if pid:
             wrk.returncode = os.waitstatus_to_exitcode(status)
-            samples.append(sample_tree(root))
+            samples.append(sample_tree(roots))
             return samples, usage.ru_utime + usage.ru_stime
         if time.monotonic() - started > limit:
             raise BenchmarkError(f"wrk still running after {limit:.0f} s")
-        samples.append(sample_tree(root))
+        samples.append(sample_tree(roots))
         next_at += SAMPLE_INTERVAL
         time.sleep(max(next_at - time.monotonic(), 0.0))
 
 
-def run_wrk(command: Sequence[str], root: psutil.Process, limit: float,
+def run_wrk(command: Sequence[str], roots: Sequence[psutil.Process], limit: float,
             ) -> tuple[str, list[TreeSample], float]:
     """(output, server samples, wrk CPU seconds) of one wrk run; wrk is always reaped."""
     with tempfile.TemporaryFile() as out:
@@ -624,7 +898,7 @@ def run_wrk(command: Sequence[str], root: psutil.Process, limit: float,
                                stderr=subprocess.STDOUT, process_group=0,
                                preexec_fn=_die_with_parent)
         try:
-            samples, wrk_cpu = watch_wrk(wrk, root, limit)
+            samples, wrk_cpu = watch_wrk(wrk, roots, limit)
         finally:
             if wrk.returncode is None:
                 wrk.kill()
@@ -687,16 +961,16 @@ class Run:
 
 def drive(target: Target, scenario: Scenario, duration: int, round_no: int,
           position: int) -> Run:
-    """Run wrk once against ``target`` while sampling the target's process tree."""
-    root = target.tree_root()
+    """Run wrk once against ``target`` while sampling the target's process trees."""
+    roots = target.tree_roots()
     command = wrk_command(target.url(scenario.dataset), scenario.connections, duration)
     loadavg = os.getloadavg()
-    idle = sample_tree(root)
+    idle = sample_tree(roots)
     busy_before, own_before = system_busy_seconds(), time.process_time()
-    output, samples, wrk_cpu = run_wrk(command, root, limit=duration + 90)
+    output, samples, wrk_cpu = run_wrk(command, roots, limit=duration + 90)
     busy = system_busy_seconds() - busy_before
     sampler_cpu = time.process_time() - own_before
-    target.child.check_alive()
+    target.server.check_alive()
     stats = parse_wrk(output)
     if stats.requests == 0 and stats.socket_errors["connect"] > 0:
         raise BenchmarkError(f"wrk could not connect to {target.name}:\n{output}")
@@ -707,7 +981,7 @@ def drive(target: Target, scenario: Scenario, duration: int, round_no: int,
         command=command, wrk=stats, wall_seconds=end.at - idle.at,
         server_cpu_seconds=server_cpu, wrk_cpu_seconds=wrk_cpu, sampler_cpu_seconds=sampler_cpu,
         other_cpu_seconds=busy - server_cpu - wrk_cpu - sampler_cpu,
-        memory=memory_stats(root.pid, idle, samples), loadavg_before=loadavg,
+        memory=memory_stats(idle, samples), loadavg_before=loadavg,
         samples=[(round(s.at - idle.at, 3), s.total_rss, round(s.cpu_seconds - idle.cpu_seconds, 3))
                  for s in samples],
         output=output,
@@ -828,6 +1102,7 @@ def machine_info() -> dict[str, Any]:
         "psutil": _dist_version("psutil"),
         "nginx": _first_line(["nginx", "-v"]),
         "wrk": _first_line(["wrk", "-v"]),
+        "redis": _first_line(["redis-server", "--version"]),
         "loadavg_at_start": os.getloadavg(),
         "geojson_api_env": {k: v for k, v in os.environ.items() if k.startswith("GEOJSON_API_")},
     }
@@ -915,8 +1190,17 @@ bytes, GB = 10^9 bytes; transfer includes HTTP headers. RSS is sampled every
 peak minus the idle value just before the run. CPU is user + system time of the
 tree over the run. wrk and the servers share the same {nproc} cores; "wrk cores"
 near {threads} means the load generator was the bottleneck, "other cores" is
-CPU used by anything else on the (shared) machine meanwhile. Access logs are off
-on both sides (`GEOJSON_API_ACCESS_LOG=""`, nginx `access_log off`).
+CPU used by anything else on the (shared) machine meanwhile. The app's access
+log is off (`GEOJSON_API_ACCESS_LOG=""`) and so is the static nginx's
+(`access_log off`).
+"""
+
+STACK_NOTE = """`stack` is `geojson-api stack up --instances {instances} --offload {offload}`: nginx
+(the production template) in front of {instances} Gunicorn instances sharing one
+redis-server; nginx sends the file bytes after the app's `X-Accel-Redirect`. Its
+rate limit is lifted (`{env}`). Its process trees (nginx, each Gunicorn master,
+redis-server) are sampled together. Caveat: its nginx writes a JSON access log
+line per request (no setting switches it off), which the static nginx does not.
 """
 
 
@@ -938,6 +1222,11 @@ def markdown_report(meta: dict[str, Any], scenarios: Sequence[Scenario],
         command=(f"wrk -t{WRK_THREADS} -c<connections> -d{config['duration']}s "
                  f"--timeout {WRK_TIMEOUT} --latency <url>"),
         interval=SAMPLE_INTERVAL, nproc=machine["nproc"], threads=WRK_THREADS))
+    if meta.get("stack"):
+        stack = meta["stack"]
+        parts.append(STACK_NOTE.format(
+            instances=stack["instances"], offload=stack["offload"],
+            env=" ".join(f"{k}={v}" for k, v in stack["env"].items() if v)))
     parts += ["## Summary\n", summary_table(summaries)]
     sizes = meta["datasets"]
     for scenario in scenarios:
@@ -1007,11 +1296,13 @@ def start_targets(supervisor: Supervisor, config: Config, workdir: Path,
         print(f"starting {name} ...", flush=True)
         if name == "nginx":
             target = start_nginx(supervisor, workdir, data_dir, config.start_timeout)
+        elif name == "stack":
+            target = start_stack(supervisor, workdir, data_dir, config.start_timeout)
         else:
             target = start_app(supervisor, name, workdir, data_dir, config.app_args,
                                config.start_timeout)
         supervisor.remember_descendants()
-        print(f"  {name}: pid {target.child.pid}, port {target.port}, "
+        print(f"  {name}: {target.server.describe()}, port {target.port}, "
               f"ready in {target.startup_seconds:.1f} s", flush=True)
         targets.append(target)
     return targets
@@ -1053,10 +1344,11 @@ def run(config: Config) -> int:
             meta["config"]["data"] = str(data_dir)
             targets = start_targets(supervisor, config, workdir, data_dir)
             meta["nginx_conf"] = _read(workdir / "nginx" / "nginx.conf")
+            meta["stack"] = next((s.record() for s in supervisor.stacks), None)
             for target in targets:
                 warm_up(target, data_dir, meta["datasets"])
             wait_until_quiet(targets)
-            meta["processes"] = {t.name: len(sample_tree(t.tree_root()).rss) for t in targets}
+            meta["processes"] = {t.name: len(sample_tree(t.tree_roots()).rss) for t in targets}
             benchmark(config, supervisor, targets, runs)
             meta.update(complete=True, error=None)
         except BenchmarkError as exc:
@@ -1103,7 +1395,8 @@ def _choices(text: str, known: Sequence[str], what: str) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Benchmark whole-file delivery: geojson-api (gthread, gevent) vs nginx.",
+        description="Benchmark whole-file delivery: geojson-api (gthread, gevent, the "
+                    "nginx + Gunicorn + redis stack) vs nginx.",
         epilog="scenarios: " + ", ".join(
             f"{s.name} ({s.dataset}, {s.connections} connections)" for s in SCENARIOS),
     )
@@ -1125,8 +1418,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true",
                         help="3 s per run and 1 round, all scenarios: a smoke run, not for docs")
     parser.add_argument("--app-arg", action="append", default=[], metavar="ARG",
-                        help="extra argument for 'geojson-api serve', repeatable; write "
-                             "--app-arg=--workers=3 for values starting with a dash")
+                        help="extra argument for 'geojson-api serve' (not the stack), "
+                             "repeatable; write --app-arg=--workers=3 for values starting "
+                             "with a dash")
     parser.add_argument("--pause", type=float, default=2.0, metavar="SECONDS",
                         help="pause before each wrk run (default %(default)s)")
     parser.add_argument("--start-timeout", type=float, default=120.0, metavar="SECONDS",
@@ -1152,7 +1446,11 @@ def parse_config(argv: Sequence[str] | None) -> Config:
 
 
 def missing_tools(targets: Sequence[str]) -> list[str]:
-    needed = ["wrk", *(["nginx"] if "nginx" in targets else [])]
+    needed = ["wrk"]
+    if "nginx" in targets or "stack" in targets:
+        needed.append("nginx")
+    if "stack" in targets:
+        needed.append("redis-server")
     return [tool for tool in needed if shutil.which(tool) is None]
 
 
@@ -1161,7 +1459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = missing_tools(config.targets)
     if missing:
         print(f"wholefile: not found: {', '.join(missing)} "
-              "(apt-get install -y nginx-light wrk)", file=sys.stderr)
+              "(apt-get install -y nginx-light wrk redis-server)", file=sys.stderr)
         return 1
     install_signal_handlers()
     try:
