@@ -181,14 +181,13 @@ def test_cache_is_shared_between_instances(offloaded: RunningStack) -> None:
         while requests.get(f"{url}/readyz", timeout=TIMEOUT).json()["cache"]["backoff_seconds"]:
             assert time.monotonic() < deadline
             time.sleep(0.5)
-    before = requests.get(f"{two}/readyz", timeout=TIMEOUT).json()["cache"]
     first = requests.get(f"{one}/api/datasets/medium", headers=host, timeout=TIMEOUT)
     keys = list(client.scan_iter("geojson-api:dataset:*medium*"))
     assert len(keys) == 1 and 0 < client.ttl(keys[0]) <= 300
+    hits_before = client.info("stats")["keyspace_hits"]
     second = requests.get(f"{two}/api/datasets/medium", headers=host, timeout=TIMEOUT)
     assert first.status_code == second.status_code == 200 and first.content == second.content
-    after = requests.get(f"{two}/readyz", timeout=TIMEOUT).json()["cache"]
-    assert after["backend"] == "redis" and after["hits"] == before["hits"] + 1
+    assert client.info("stats")["keyspace_hits"] == hits_before + 1  # instance two hit it
 
 
 def test_slow_client_does_not_block_others(proxied: RunningStack) -> None:
@@ -294,6 +293,5 @@ def test_redis_stopping_fails_no_request(offloaded: RunningStack) -> None:
         r = get(offloaded.url + path)
         assert r.status_code == 200, (path, r.status_code, r.text[:200])
         time.sleep(0.05)
-    errors = [requests.get(f"{offloaded.part_url(app)}/readyz", timeout=TIMEOUT).json()
-              ["cache"]["errors"] for app in ("app1", "app2")]
-    assert sum(errors) >= 1
+    logs = "".join((offloaded.run_dir / f"{app}.log").read_text() for app in ("app1", "app2"))
+    assert "shared cache unavailable, serving uncached" in logs
