@@ -39,13 +39,21 @@ def _encodings(version: Version) -> list[str]:
     return [e for e in ("gzip", "br") if version.variant(e) is not None]
 
 
-def _token(catalog: Catalog, name: str) -> str:
-    """What a dataset's entry depends on: its version and variants, or its error."""
+State = Version | APIError  # a dataset's current version, or why it has none
+
+
+def _state(catalog: Catalog, name: str) -> State:
     try:
-        version = catalog.current(name)
+        return catalog.current(name)
     except APIError as exc:
-        return f"{exc.code}:{exc.description}"
-    return f"{version.id}:{','.join(_encodings(version))}"
+        return exc
+
+
+def _token(name: str, state: State) -> str:
+    """What a dataset's listing entry depends on: version and variants, or the error."""
+    if isinstance(state, APIError):
+        return f"{name}:{state.code}:{state.description}"
+    return f"{name}:{state.id}:{','.join(_encodings(state))}"
 
 
 def describe(version: Version) -> dict[str, Any]:
@@ -70,12 +78,11 @@ def describe(version: Version) -> dict[str, Any]:
     }
 
 
-def _entry(catalog: Catalog, name: str) -> dict[str, Any]:
-    try:
-        return describe(catalog.current(name))
-    except APIError as exc:
-        return {"name": name, "status": exc.code, "error": exc.description,
+def _entry(name: str, state: State) -> dict[str, Any]:
+    if isinstance(state, APIError):
+        return {"name": name, "status": state.code, "error": state.description,
                 "links": _links(name)}
+    return describe(state)
 
 
 def _json(body: bytes) -> Response:
@@ -86,8 +93,8 @@ def _dump(value: Any) -> bytes:
     return current_app.json.dumps(value).encode()
 
 
-def _listing(catalog: Catalog, names: list[str]) -> bytes:
-    entries = [_entry(catalog, name) for name in names]
+def _listing(states: dict[str, State]) -> bytes:
+    entries = [_entry(name, state) for name, state in states.items()]
     self_link = {"rel": "self", "type": "application/json",
                  "href": url_for("api.datasets", _external=True)}
     return _dump({"datasets": entries, "links": [self_link]})
@@ -97,10 +104,10 @@ def _listing(catalog: Catalog, names: list[str]) -> bytes:
 def datasets() -> Response:
     """Every published dataset with its metadata (cached per set of versions)."""
     catalog = _catalog()
-    names = catalog.names()
-    state = hashlib.sha256(repr([(n, _token(catalog, n)) for n in names]).encode())
-    key = f"datasets:{request.host_url}:{state.hexdigest()[:32]}"
-    return _json(cached(key, lambda: _listing(catalog, names)))
+    states = {name: _state(catalog, name) for name in catalog.names()}
+    digest = hashlib.sha256("|".join(_token(n, s) for n, s in states.items()).encode())
+    key = f"datasets:{request.host_url}:{digest.hexdigest()[:32]}"
+    return _json(cached(key, lambda: _listing(states)))
 
 
 @bp.get("/api/datasets/<path:raw>")

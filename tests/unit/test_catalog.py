@@ -103,8 +103,6 @@ def test_invalid_first_version_is_unavailable(data_dir: Path) -> None:
 def test_file_changing_during_copy(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     catalog = make_catalog(data_dir)
     old = catalog.current("roads")
-    real_read = catalog_module.COPY_CHUNK
-    monkeypatch.setattr(catalog_module, "COPY_CHUNK", 16)
     path = data_dir / "roads.geojson"
     publish(path, OTHER)
     original = catalog_module._copy_and_hash
@@ -116,7 +114,6 @@ def test_file_changing_during_copy(data_dir: Path, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(catalog_module, "_copy_and_hash", racing)
     assert catalog.current("roads").id == old.id
-    monkeypatch.setattr(catalog_module, "COPY_CHUNK", real_read)
 
 
 def test_unsettled_first_version_answers_not_ready(data_dir: Path,
