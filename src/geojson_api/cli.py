@@ -8,6 +8,7 @@ Public forms (scripts and docs rely on them)::
     geojson-api prepare [--data DIR]
     geojson-api settings [--markdown]
     geojson-api nginx-config [--upstream HOST:PORT ...] [--listen PORT] [--output FILE]
+                             [--cache-dir DIR]
     geojson-api stack up|down|status [--data DIR] [--port PORT] [--instances N] [--run-dir DIR]
 """
 
@@ -187,7 +188,7 @@ def cmd_nginx_config(args: argparse.Namespace) -> int:
 
     overrides = {"nginx_listen": args.listen} if args.listen else {}
     settings = Settings.from_env(**overrides)
-    text = render_site(settings, args.upstream or [settings.bind])
+    text = render_site(settings, args.upstream or [settings.bind], cache_dir=args.cache_dir)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)
@@ -299,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="an app instance (repeatable; default: GEOJSON_API_BIND)")
     nginx.add_argument("--listen", metavar="PORT", help="listen port (GEOJSON_API_NGINX_LISTEN)")
     nginx.add_argument("--output", metavar="FILE", help="write here instead of stdout")
+    nginx.add_argument("--cache-dir", metavar="DIR", default="/var/cache/nginx/geojson-api",
+                       help="micro-cache folder; its parent must exist and be writable "
+                            "(default /var/cache/nginx/geojson-api)")
     nginx.set_defaults(func=cmd_nginx_config)
 
     stk = sub.add_parser("stack", help="local production-like stack: nginx, gunicorn, redis")

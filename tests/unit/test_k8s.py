@@ -498,6 +498,7 @@ def test_nginx_main_config_takes_the_rendered_site(tmp_path: Path) -> None:
     command[command.index("--upstream") + 1] = "127.0.0.1:8000"
     site = tmp_path / "site.conf"
     command[command.index("--output") + 1] = str(site)
+    command += ["--cache-dir", str(tmp_path / "cache")]  # /var/cache/nginx is the pod's
     rendered = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
     if "invalid choice: 'nginx-config'" in rendered.stderr:
         pytest.skip("`geojson-api nginx-config` is not in this checkout yet")
