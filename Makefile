@@ -28,8 +28,8 @@ system-deps:
 	./scripts/system-deps
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check src tests loadtest deploy
-	$(BIN)/mypy
+	$(BIN)/python -m ruff check src tests loadtest deploy
+	$(BIN)/python -m mypy
 
 test: $(BIN)/.installed system-deps lint
 	$(BIN)/python -m pytest
