@@ -370,7 +370,16 @@ class Catalog:
             shutil.rmtree(self.state_dir / "versions" / name / old, ignore_errors=True)
             self._versions.pop((name, old), None)
         if self.background and self.settings.precompress_encodings:
-            jobs.submit(("compress", name, version.id), lambda: self.build_variants(version))
+            jobs.submit(("compress", name, version.id), lambda: self._build_if_current(version))
+
+    def _build_if_current(self, version: Version) -> None:
+        """The background job: variants for a version still current when its turn comes.
+
+        A version replaced while its job waited would cost a compression nobody
+        can download (a 50 MB file takes seconds and tens of MB of memory).
+        """
+        if self._pointer(version.name).version == version.id:
+            self.build_variants(version)
 
     def build_variants(self, version: Version, wait: bool = False) -> None:
         """Build the precompressed variants of a version (idempotent, once per version).

@@ -172,9 +172,12 @@ def _download(url: str, errors: list[str]) -> None:
 def wait_for_variants(server: GunicornServer, timeout: float = 120) -> None:
     """Let background compression finish, so that it does not count as request memory."""
     deadline = time.monotonic() + timeout
+    versions = server.data_dir / ".state" / "versions"
     while time.monotonic() < deadline:
         listing = requests.get(f"{server.url}/api/datasets", timeout=TIMEOUT).json()
-        if all(d.get("encodings") == ["gzip", "br"] for d in listing["datasets"]):
+        building = list(versions.glob("*/*/.*.tmp"))  # also versions no longer current
+        if not building and all(d.get("encodings") == ["gzip", "br"]
+                                for d in listing["datasets"]):
             return
         time.sleep(0.2)
     raise TimeoutError("compressed variants were not built in time")

@@ -194,3 +194,15 @@ def test_leftovers_of_a_killed_build_are_removed(data_dir: Path) -> None:
     leftover.write_bytes(b"half")
     catalog.build_variants(version, wait=True)
     assert not leftover.exists() and version.variant("gzip") is not None
+
+
+def test_background_job_skips_a_superseded_version(data_dir: Path) -> None:
+    settings = Settings(data_dir=data_dir, precompress="gzip", compress_min_bytes=1,
+                        settle_seconds=0.0)
+    catalog = Catalog(settings, background=False)  # the test plays the job queue
+    old = catalog.current("roads")
+    publish(data_dir / "roads.geojson", OTHER)
+    new = catalog.current("roads")
+    catalog._build_if_current(old)
+    catalog._build_if_current(new)
+    assert old.variant("gzip") is None and new.variant("gzip") is not None
