@@ -33,6 +33,7 @@ access_log_format = (
 errorlog = _s.error_log
 loglevel = _s.log_level
 proc_name = _s.proc_name
+forwarded_allow_ips = _s.forwarded_allow_ips
 # Do not set `sendfile` here: Gunicorn treats *any* value of that setting,
 # True included, as --no-sendfile. Left unset, sync and gthread workers send
 # files with sendfile(2).

@@ -168,6 +168,12 @@ class Settings:
     error_log: str = _setting("-", "Error log file (`-` for stderr).", "server")
     log_level: str = _setting("info", "Log level: debug, info, warning, error.", "server")
     proc_name: str = _setting("geojson-api", "Process name shown by ps/top.", "server")
+    forwarded_allow_ips: str = _setting(
+        "127.0.0.1,::1",
+        "Proxies whose X-Forwarded-Proto Gunicorn trusts (comma list, `*` for any): set it "
+        "to Nginx's address, or `*` on a private network, so links say https behind TLS.",
+        "server",
+    )
 
     # -- construction -------------------------------------------------------
     @classmethod

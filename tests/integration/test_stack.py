@@ -267,6 +267,10 @@ def test_tls_termination(proxied: RunningStack, tmp_path: Path) -> None:
         assert r.status_code == 200
         assert r.content == (proxied.data_dir / "small.geojson").read_bytes()
         assert r.headers["Strict-Transport-Security"] == "max-age=31536000"
+        meta = requests.get(f"https://127.0.0.1:{tls_port}/api/datasets/small", timeout=5,
+                            verify=str(tmp_path / "tls" / "cert.pem")).json()
+        hrefs = [link["href"] for link in meta["links"]]  # X-Forwarded-Proto trusted
+        assert all(h.startswith(f"https://127.0.0.1:{tls_port}/") for h in hrefs), hrefs
         plain = requests.get(f"http://127.0.0.1:{http_port}/healthz", timeout=5)
         assert plain.status_code == 200
     finally:
