@@ -55,6 +55,14 @@ def on_starting(server: object) -> None:
         logger.warning("could not prepare datasets: %s", exc)
 
 
+def post_worker_init(worker: object) -> None:
+    """gevent workers: send files with sendfile(2) (see geojson_api.gevent_sendfile)."""
+    if "gevent" in type(worker).__module__:
+        from geojson_api.gevent_sendfile import install
+
+        install()
+
+
 # Gunicorn 27 opens a control socket in $HOME by default; several instances on
 # one machine (tests, the local stack) would fight over it.
 control_socket_disable = True
