@@ -254,9 +254,9 @@ class Catalog:
 
     def _refresh(self, name: str, path: Path, sig: Signature) -> Version:
         pointer = self._pointer(name)
-        if pointer.source == sig and pointer.version:
-            return self._remember(name, sig, self.version(name, pointer.version))
         previous = self._stored(name, pointer.version)
+        if pointer.source == sig and previous is not None:
+            return self._remember(name, sig, previous)
         if previous is not None and self._should_wait(name, pointer, sig):
             return previous
         lock = self.state_dir / "locks" / f"{name}.lock"
@@ -285,8 +285,9 @@ class Catalog:
         self, name: str, path: Path, sig: Signature, previous: Version | None
     ) -> Version:
         pointer = self._pointer(name)
-        if pointer.source == sig and pointer.version:
-            return self._remember(name, sig, self.version(name, pointer.version))
+        published = self._stored(name, pointer.version)
+        if pointer.source == sig and published is not None:
+            return self._remember(name, sig, published)
         if pointer.rejects(sig):
             return self._fallback(name, previous, pointer.rejected["error"])  # type: ignore[index]
         try:

@@ -206,3 +206,13 @@ def test_background_job_skips_a_superseded_version(data_dir: Path) -> None:
     catalog._build_if_current(old)
     catalog._build_if_current(new)
     assert old.variant("gzip") is None and new.variant("gzip") is not None
+
+
+def test_lost_version_folder_is_ingested_again(data_dir: Path) -> None:
+    import shutil
+
+    catalog = make_catalog(data_dir)
+    version = catalog.current("roads")
+    shutil.rmtree(version.directory)  # the pointer survives, its version does not
+    again = make_catalog(data_dir).current("roads")
+    assert again.id == version.id and again.path.read_bytes() == ROADS
