@@ -351,7 +351,7 @@ class Catalog:
 
     def _describe(self, copy: Path, digest: str, sig: Signature) -> dict[str, Any]:
         started = time.monotonic()
-        result = scan(copy)
+        result = jobs.run_blocking(scan, copy)  # seconds of CPU for a big file
         return {
             "sha256": digest,
             "bytes": sig.size,

@@ -13,10 +13,12 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Hashable
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
 
 Job = Callable[[], object]
+T = TypeVar("T")
 
 
 class JobRunner:
@@ -68,6 +70,22 @@ class JobRunner:
     def _after_fork(self) -> None:
         """A forked child starts with no thread, no queue and nothing pending."""
         self.__init__()  # type: ignore[misc]
+
+
+def run_blocking(function: Callable[..., T], *args: object) -> T:
+    """Run CPU-bound work so that a gevent worker keeps serving meanwhile.
+
+    Under gevent (threading monkey-patched) the work goes to the hub's pool of
+    real OS threads and the calling greenlet waits; other greenlets keep
+    running. Elsewhere it is a plain call.
+    """
+    try:
+        from gevent import get_hub, monkey
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        return function(*args)
+    if not monkey.is_module_patched("threading"):
+        return function(*args)
+    return get_hub().threadpool.apply(function, args)  # type: ignore[no-any-return]
 
 
 _runner = JobRunner()

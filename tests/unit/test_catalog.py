@@ -216,3 +216,9 @@ def test_lost_version_folder_is_ingested_again(data_dir: Path) -> None:
     shutil.rmtree(version.directory)  # the pointer survives, its version does not
     again = make_catalog(data_dir).current("roads")
     assert again.id == version.id and again.path.read_bytes() == ROADS
+
+
+def test_run_blocking_is_a_plain_call_without_gevent() -> None:
+    from geojson_api.jobs import run_blocking
+
+    assert run_blocking(sum, [1, 2, 3]) == 6
