@@ -34,7 +34,7 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -253,7 +253,7 @@ class Catalog:
         return self._refresh(name, path, sig)
 
     def _refresh(self, name: str, path: Path, sig: Signature) -> Version:
-        pointer = self._pointer(name)
+        pointer = self.pointer(name)
         previous = self._stored(name, pointer.version)
         if pointer.source == sig and previous is not None:
             return self._remember(name, sig, previous)
@@ -284,7 +284,7 @@ class Catalog:
     def _refresh_locked(
         self, name: str, path: Path, sig: Signature, previous: Version | None
     ) -> Version:
-        pointer = self._pointer(name)
+        pointer = self.pointer(name)
         published = self._stored(name, pointer.version)
         if pointer.source == sig and published is not None:
             return self._remember(name, sig, published)
@@ -379,7 +379,7 @@ class Catalog:
         A version replaced while its job waited would cost a compression nobody
         can download (a 50 MB file takes seconds and tens of MB of memory).
         """
-        if self._pointer(version.name).version == version.id:
+        if self.pointer(version.name).version == version.id:
             self.build_variants(version)
 
     def build_variants(self, version: Version, wait: bool = False) -> None:
@@ -399,16 +399,28 @@ class Catalog:
         self.build_variants(version, wait=True)
         return version
 
+    def prepare_all(self, say: Callable[[str], None]) -> int:
+        """Publish every dataset and build its variants; returns the number of failures."""
+        failures = 0
+        for name in self.names():
+            started = time.monotonic()
+            try:
+                version = self.prepare(name)
+            except APIError as exc:
+                failures += 1
+                say(f"  {name}: not published: {exc.description}")
+                continue
+            say(f"  {name}: version {version.id}, {version.size} bytes, "
+                f"{version.meta['features']} features ({time.monotonic() - started:.1f} s)")
+        return failures
+
     # -- state files ----------------------------------------------------------
     def _pointer_path(self, name: str) -> Path:
         return self.state_dir / "datasets" / f"{name}.json"
 
-    def _pointer(self, name: str) -> Pointer:
-        return Pointer.load(self._pointer_path(name))
-
     def pointer(self, name: str) -> Pointer:
-        """The persisted state of a dataset (for status reports)."""
-        return self._pointer(name)
+        """The persisted state of a dataset: current version, source, last rejection."""
+        return Pointer.load(self._pointer_path(name))
 
     @contextlib.contextmanager
     def _lock(self, path: Path, wait: bool) -> Iterator[bool]:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from .errors import APIError, InvalidGeoJSON
+from .errors import InvalidGeoJSON
 from .scan import scan
 from .settings import Settings, SettingsError, env_name, markdown_table, table
 
@@ -133,22 +133,10 @@ def _apply_env(pairs: dict[str, object]) -> None:
 
 
 def prepare(settings: Settings, say: Callable[[str], None]) -> int:
-    """Publish every dataset and build its variants; returns the number of failures."""
+    """Publish every dataset now, without background jobs; returns the failures."""
     from .catalog import Catalog
 
-    catalog = Catalog(settings, background=False)
-    failures = 0
-    for name in catalog.names():
-        started = time.monotonic()
-        try:
-            version = catalog.prepare(name)
-        except APIError as exc:
-            failures += 1
-            say(f"  {name}: not published: {exc.description}")
-            continue
-        say(f"  {name}: version {version.id}, {version.size} bytes, "
-            f"{version.meta['features']} features ({time.monotonic() - started:.1f} s)")
-    return failures
+    return Catalog(settings, background=False).prepare_all(say)
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:

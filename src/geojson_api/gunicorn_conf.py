@@ -45,12 +45,12 @@ def on_starting(server: object) -> None:
         return
     import logging
 
-    from geojson_api.cli import prepare
+    from geojson_api.catalog import Catalog
 
     logger = logging.getLogger("gunicorn.error")
     logger.info("preparing datasets in %s", _s.data_dir)
     try:
-        prepare(_s, logger.info)
+        Catalog(_s, background=False).prepare_all(logger.info)
     except OSError as exc:  # e.g. no data folder yet: workers answer /readyz with 503
         logger.warning("could not prepare datasets: %s", exc)
 

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .catalog import Catalog
 from .nginxconf import write_standalone
 from .settings import Settings, env_name
 
@@ -200,8 +201,6 @@ def _start_nginx(settings: Settings, run_dir: Path, apps: list[Part], port: int)
 def up(settings: Settings, run_dir: Path, port: int, instances: int, offload: str,
        say: Callable[[str], None]) -> Stack:
     """Start Redis, ``instances`` Gunicorn instances and Nginx; wait until all are healthy."""
-    from .cli import prepare
-
     run_dir = run_dir.absolute()
     if (run_dir / STATE_FILE).exists() and any(p.alive() for p in Stack.load(run_dir).parts):
         raise StackError(f"a stack is already running from {run_dir}; run `stack down` first")
@@ -209,7 +208,7 @@ def up(settings: Settings, run_dir: Path, port: int, instances: int, offload: st
     if not Path(settings.data_dir).is_dir():
         raise StackError(f"data folder {settings.data_dir} does not exist")
     say(f"preparing datasets in {settings.data_dir} ...")
-    prepare(settings, say)
+    Catalog(settings, background=False).prepare_all(say)
     stack = Stack(str(run_dir), f"http://127.0.0.1:{port}")
     try:
         _start_all(stack, settings, run_dir, port, instances, offload)
