@@ -177,6 +177,8 @@ class Supervisor:
     def __init__(self) -> None:
         self.children: list[Child] = []
         self.groups: list[Group] = []
+        # Called after every process has stopped, e.g. to remove a folder they wrote into.
+        self.cleanups: list[Callable[[], None]] = []
         # Workers seen so far: if a master dies first, its orphans are still ours to stop.
         self.descendants: set[psutil.Process] = set()
 
@@ -219,6 +221,8 @@ class Supervisor:
                 # psutil refuses to signal a PID that was reused by another process.
                 with contextlib.suppress(psutil.Error):
                     process.kill()
+            for cleanup in self.cleanups:
+                cleanup()
 
 
 def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:

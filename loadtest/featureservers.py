@@ -170,8 +170,8 @@ def index_state(server: FeatureServer) -> dict[str, Any] | None:
 
 
 def state_bytes(data_dir: Path) -> dict[str, int]:
-    """Bytes of the files under the state folder's index directories (any directory
-    named ``index``/``indexes``/``indices``, or files ending in ``.sqlite``/``.db``)."""
+    """Bytes of the index files under the state folder (``index.*``, ``*.sqlite``,
+    ``*.db`` or in a directory named ``index``/``indexes``/``indices``), and of it all."""
     state = data_dir / ".state"
     sizes = {"index_bytes": 0, "state_bytes": 0}
     if not state.is_dir():
@@ -182,7 +182,8 @@ def state_bytes(data_dir: Path) -> dict[str, int]:
         size = path.stat().st_size
         sizes["state_bytes"] += size
         parts = {p.lower() for p in path.relative_to(state).parts[:-1]}
-        if parts & {"index", "indexes", "indices"} or path.suffix in {".sqlite", ".db"}:
+        if (parts & {"index", "indexes", "indices"} or path.name.startswith("index.")
+                or path.suffix in {".sqlite", ".db"}):
             sizes["index_bytes"] += size
     return sizes
 
