@@ -8,6 +8,7 @@ from flask import Flask
 
 from . import api, cache, delivery, errors
 from .catalog import Catalog
+from .features import views as features
 from .settings import Settings
 
 __all__ = ["Settings", "create_app"]
@@ -27,5 +28,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     cache.init_app(app, settings)
     delivery.init_app(app, catalog, settings)
     api.init_app(app)
+    features.init_app(app, catalog)
     logging.getLogger("geojson_api").setLevel(settings.log_level.upper())
     return app

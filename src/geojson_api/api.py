@@ -134,19 +134,5 @@ def readyz() -> Response:
     return jsonify(status="ready", cache=shared_cache().status())
 
 
-@bp.get("/")
-def index() -> Response:
-    """Where to go from here."""
-    return jsonify(
-        title="geojson-api",
-        links=[
-            {"rel": "data", "type": "application/json",
-             "href": url_for("api.datasets", _external=True)},
-            {"rel": "health", "href": url_for("api.healthz", _external=True)},
-            {"rel": "ready", "href": url_for("api.readyz", _external=True)},
-        ],
-    )
-
-
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)

@@ -8,6 +8,7 @@ SHA-256 digest, stored under the state folder::
     <state>/versions/<name>/<version>/data.geojson.gz  precompressed variants (background)
     <state>/versions/<name>/<version>/data.geojson.br
     <state>/versions/<name>/<version>/meta.json        metadata from one streaming scan
+    <state>/versions/<name>/<version>/index.sqlite     spatial index (background)
     <state>/datasets/<name>.json                       pointer to the current version
 
 Requests are served from the stored copy, never from the data folder, so a
@@ -44,6 +45,7 @@ from werkzeug.http import http_date
 
 from . import compress, jobs
 from .errors import APIError, DatasetNotFound, InvalidGeoJSON, NotReady
+from .features import sqlite_index
 from .names import SUFFIXES, name_of_file
 from .scan import scan
 from .settings import Settings
@@ -54,6 +56,9 @@ DATA_FILE = "data.geojson"
 COPY_CHUNK = 1 << 20
 LOCK_WAIT_SECONDS = 120.0
 RETRY_REJECTED_AFTER = 1.0
+INDEX_LOCK = ".index.lock"
+ARTIFACTS = ("variants", "index")
+"""What is derived from each version in the background, in this order."""
 
 
 class DatasetUnavailable(APIError):
@@ -370,17 +375,25 @@ class Catalog:
         for old in history[len(keep):]:
             shutil.rmtree(self.state_dir / "versions" / name / old, ignore_errors=True)
             self._versions.pop((name, old), None)
-        if self.background and self.settings.precompress_encodings:
-            jobs.submit(("compress", name, version.id), lambda: self._build_if_current(version))
+        if self.background:
+            for artifact in ARTIFACTS:
+                jobs.dispatch(self.settings, "build_artifact", artifact, name, version.id)
 
-    def _build_if_current(self, version: Version) -> None:
-        """The background job: variants for a version still current when its turn comes.
+    def build_artifact(self, artifact: str, name: str, version_id: str) -> None:
+        """The background job: one derived artifact of a version still current.
 
-        A version replaced while its job waited would cost a compression nobody
-        can download (a 50 MB file takes seconds and tens of MB of memory).
+        A version replaced while its job waited would cost work nobody can use
+        (compressing or indexing 50 MB takes seconds and tens of MB of memory).
         """
-        if self.pointer(version.name).version == version.id:
+        if self.pointer(name).version != version_id:
+            return
+        version = self.version(name, version_id)
+        if artifact == "variants":
             self.build_variants(version)
+        elif artifact == "index":
+            self.build_index(version)
+        else:
+            raise ValueError(f"unknown artifact {artifact!r}")
 
     def build_variants(self, version: Version, wait: bool = False) -> None:
         """Build the precompressed variants of a version (idempotent, once per version).
@@ -389,14 +402,28 @@ class Catalog:
         """
         if version.size < self.settings.compress_min_bytes:
             return
+        if not self.settings.precompress_encodings:
+            return
         with self._lock(version.directory / ".compress.lock", wait=wait) as locked:
             if locked:
                 compress.build_variants(version.path, self.settings)
 
+    def build_index(self, version: Version, wait: bool = False) -> None:
+        """Build the spatial index of a version (idempotent; a failure is recorded once)."""
+        with self._lock(version.directory / INDEX_LOCK, wait=wait) as locked:
+            if locked:
+                sqlite_index.ensure(version.directory, version.path, version.meta)
+
+    def index_building(self, version: Version) -> bool:
+        """True while some process holds the version's index lock."""
+        with self._lock(version.directory / INDEX_LOCK, wait=False) as locked:
+            return not locked
+
     def prepare(self, name: str) -> Version:
-        """Publish the current file of ``name`` and build its variants now."""
+        """Publish the current file of ``name`` and build its variants and index now."""
         version = self.current(name)
         self.build_variants(version, wait=True)
+        self.build_index(version, wait=True)
         return version
 
     def prepare_all(self, say: Callable[[str], None]) -> int:

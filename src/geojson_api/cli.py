@@ -6,6 +6,7 @@ Public forms (scripts and docs rely on them)::
     geojson-api sample DIR [--only NAME ...]
     geojson-api check FILE [--json] [--progress | --no-progress]
     geojson-api prepare [--data DIR]
+    geojson-api worker [--data DIR] [--concurrency N]
     geojson-api settings [--markdown]
     geojson-api nginx-config [--upstream HOST:PORT ...] [--listen PORT] [--output FILE]
                              [--cache-dir DIR]
@@ -145,6 +146,22 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 1 if prepare(settings, print) else 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A Celery worker for the background jobs (variants, indexes) of the web processes."""
+    _apply_env({"data_dir": args.data})  # the tasks read their settings from the environment
+    settings = Settings.from_env()
+    if not settings.broker_url:
+        print(f"geojson-api worker: set {env_name('broker_url')} (e.g. "
+              "redis://127.0.0.1:6379/1)", file=sys.stderr)
+        return 2
+    from .tasks import celery_app
+
+    argv = ["worker", f"--concurrency={args.concurrency}", "--loglevel=INFO",
+            "--without-gossip", "--without-mingle", "--hostname=geojson-api@%h"]
+    celery_app(settings.broker_url).worker_main(argv)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     _apply_env({"data_dir": args.data, "bind": args.bind, "workers": args.workers,
                 "worker_class": args.worker_class, "threads": args.threads})
@@ -279,9 +296,17 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--no-progress", dest="progress", action="store_false")
     check.set_defaults(func=cmd_check)
 
-    prep = sub.add_parser("prepare", help="publish every dataset and build compressed variants")
+    prep = sub.add_parser("prepare", help="publish every dataset, build its compressed "
+                                          "variants and spatial index")
     prep.add_argument("--data", metavar="DIR", help="data folder (GEOJSON_API_DATA_DIR)")
     prep.set_defaults(func=cmd_prepare)
+
+    worker = sub.add_parser("worker", help="run a Celery worker for background jobs "
+                                           "(needs GEOJSON_API_BROKER_URL)")
+    worker.add_argument("--data", metavar="DIR", help="data folder (GEOJSON_API_DATA_DIR)")
+    worker.add_argument("--concurrency", type=int, default=1,
+                        help="jobs run at once (default 1: an index build uses one core)")
+    worker.set_defaults(func=cmd_worker)
 
     nginx = sub.add_parser("nginx-config", help="render the Nginx configuration (http level)")
     nginx.add_argument("--upstream", action="append", metavar="HOST:PORT",

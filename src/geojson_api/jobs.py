@@ -1,6 +1,11 @@
 """Background jobs that requests must never wait for.
 
-An in-process queue with one worker thread, started lazily in the process
+:func:`dispatch` runs a named task (see ``tasks.py``) either on Celery workers,
+when ``GEOJSON_API_BROKER_URL`` names a broker, or on this process's own job
+thread otherwise. Both run the same task function; a broker that cannot be
+reached degrades to the in-process thread (logged), never to an error.
+
+The in-process queue has one worker thread, started lazily in the process
 that first submits (so it survives Gunicorn's fork: the master never owns it).
 Jobs are keyed; a key already queued or running is not queued twice. Work that
 must happen once across processes guards itself with a file lock.
@@ -8,12 +13,17 @@ must happen once across processes guards itself with a file lock.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Hashable
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -98,3 +108,52 @@ def submit(key: Hashable, job: Job) -> bool:
 
 def wait_idle(timeout: float | None = None) -> bool:
     return _runner.wait_idle(timeout)
+
+
+# -- named tasks: Celery when a broker is configured, this process otherwise -------
+CELERY_TASK = "geojson_api.run"
+BROKER_TIMEOUT = 1.0
+LOG_INTERVAL = 60.0
+_producers: dict[str, Any] = {}
+os.register_at_fork(after_in_child=_producers.clear)  # a broker connection is per process
+_last_broker_log = 0.0
+
+
+def dispatch(settings: Settings, task: str, *args: str) -> None:
+    """Run ``task(settings, *args)`` in the background, on Celery or in this process."""
+    if settings.broker_url and _send(settings.broker_url, task, args):
+        return
+    submit((task, *args), functools.partial(run_task, settings, task, *args))
+
+
+def run_task(settings: Settings, task: str, *args: str) -> None:
+    """Run a named task now: what the job thread and the Celery worker both call."""
+    from .tasks import TASKS  # tasks -> catalog -> jobs: imported when first used
+
+    TASKS[task](settings, *args)
+
+
+def _send(url: str, task: str, args: tuple[str, ...]) -> bool:
+    try:
+        _producer(url).send_task(CELERY_TASK, args=[task, *args], retry=False)
+    except Exception as exc:  # the broker is down: degrade to this process
+        _log_broker_error(exc)
+        return False
+    return True
+
+
+def _producer(url: str) -> Any:
+    found = _producers.get(url)
+    if found is None:
+        from .tasks import celery_app
+
+        found = _producers[url] = celery_app(url)
+    return found
+
+
+def _log_broker_error(exc: Exception) -> None:
+    global _last_broker_log
+    now = time.monotonic()
+    if now - _last_broker_log >= LOG_INTERVAL:
+        _last_broker_log = now
+        log.warning("job broker unavailable, running jobs in this process: %s", exc)

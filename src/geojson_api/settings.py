@@ -110,6 +110,31 @@ class Settings:
         "answers with `X-Accel-Redirect`, Nginx sends the stored file).",
         "cache",
     )
+    broker_url: str = _setting(
+        "",
+        "Celery broker for background jobs (compressed variants, spatial indexes), e.g. "
+        "`redis://127.0.0.1:6379/1`, served by `geojson-api worker` (empty: a thread in "
+        "each web process).",
+        "cache",
+    )
+    # -- OGC API - Features ----------------------------------------------------
+    features_limit: int = _setting(
+        10, "Features per items page when the request gives no `limit`.", "features"
+    )
+    features_max_limit: int = _setting(
+        10000, "Largest `limit` served; a larger one is clamped to it, not refused.",
+        "features",
+    )
+    features_cache_max_bytes: int = _setting(
+        1024 * 1024,
+        "Items pages up to this size are kept in the shared cache (keyed by version and "
+        "query); bigger pages are streamed every time.",
+        "features", shown="`1048576` (1 MiB)",
+    )
+    features_retry_after: int = _setting(
+        5, "`Retry-After` (seconds) of a feature query made before its index is ready.",
+        "features",
+    )
     # -- Nginx (rendered by `geojson-api nginx-config`) ---------------------------
     nginx_listen: str = _setting("8080", "Port (or HOST:PORT) Nginx listens on.", "nginx")
     nginx_rate: str = _setting(
@@ -268,6 +293,8 @@ def _validate(s: Settings) -> None:
         (s.keep_versions >= 0, "keep_versions", "0 or more"),
         (s.settle_seconds >= 0, "settle_seconds", "0 or more"),
         (":" in s.bind or s.bind.startswith("unix:"), "bind", "HOST:PORT or unix:PATH"),
+        (1 <= s.features_limit <= s.features_max_limit, "features_limit",
+         "between 1 and features_max_limit"),
     ]
     for ok, name, expected in checks:
         if not ok:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from geojson_api import catalog as catalog_module
+from geojson_api import jobs
 from geojson_api.catalog import Catalog, DatasetUnavailable
 from geojson_api.errors import DatasetNotFound, NotReady
 from geojson_api.settings import Settings
@@ -203,9 +204,12 @@ def test_background_job_skips_a_superseded_version(data_dir: Path) -> None:
     old = catalog.current("roads")
     publish(data_dir / "roads.geojson", OTHER)
     new = catalog.current("roads")
-    catalog._build_if_current(old)
-    catalog._build_if_current(new)
+    for artifact in ("variants", "index"):
+        catalog.build_artifact(artifact, "roads", old.id)
+        catalog.build_artifact(artifact, "roads", new.id)
     assert old.variant("gzip") is None and new.variant("gzip") is not None
+    assert not (old.directory / "index.sqlite").exists()
+    assert (new.directory / "index.sqlite").exists()
 
 
 def test_lost_version_folder_is_ingested_again(data_dir: Path) -> None:
@@ -213,6 +217,7 @@ def test_lost_version_folder_is_ingested_again(data_dir: Path) -> None:
 
     catalog = make_catalog(data_dir)
     version = catalog.current("roads")
+    assert jobs.wait_idle(30)  # the background index build writes into the folder
     shutil.rmtree(version.directory)  # the pointer survives, its version does not
     again = make_catalog(data_dir).current("roads")
     assert again.id == version.id and again.path.read_bytes() == ROADS

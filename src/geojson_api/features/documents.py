@@ -1,0 +1,119 @@
+"""The JSON documents of OGC API - Features: landing page, conformance, collections.
+
+Pure functions of data plus a ``url`` callable (endpoint, **values) -> absolute
+URL, so they are tested without HTTP. Link hrefs never carry a query string
+(GDAL appends ``/{featureId}`` to a collection's items href).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .params import CRS84
+from .query import Queryable
+
+Url = Callable[..., str]
+
+GEOJSON = "application/geo+json"
+JSON = "application/json"
+OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
+SCHEMA = "application/schema+json"
+HTML = "text/html"
+
+CONFORMANCE = [
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables-query-parameters",
+]
+
+
+def link(href: str, rel: str, type: str, title: str | None = None) -> dict[str, str]:
+    found = {"href": href, "rel": rel, "type": type}
+    if title:
+        found["title"] = title
+    return found
+
+
+def landing(url: Url, title: str) -> dict[str, Any]:
+    return {
+        "title": title,
+        "description": "GeoJSON datasets as whole files and as OGC API - Features collections.",
+        "links": [
+            link(url("features.landing"), "self", JSON, "This document"),
+            link(url("features.openapi"), "service-desc", OPENAPI, "The API definition"),
+            link(url("features.api_docs"), "service-doc", HTML, "The API documentation"),
+            link(url("features.conformance"), "conformance", JSON, "Conformance classes"),
+            link(url("features.collections"), "data", JSON, "The collections"),
+            link(url("api.datasets"), "datasets", JSON, "Datasets as whole files"),
+            link(url("api.healthz"), "health", JSON, "Liveness"),
+            link(url("api.readyz"), "ready", JSON, "Readiness"),
+        ],
+    }
+
+
+def conformance() -> dict[str, Any]:
+    return {"conformsTo": CONFORMANCE}
+
+
+def collection(
+    url: Url, name: str, extent: list[float] | None, index: dict[str, Any],
+    features: int,
+) -> dict[str, Any]:
+    """One collection: a dataset's current version seen as features."""
+    doc: dict[str, Any] = {
+        "id": name,
+        "title": name,
+        "description": f"The features of dataset {name} ({features} features).",
+        "itemType": "feature",
+        "crs": [CRS84],
+        "storageCrs": CRS84,
+        "index": index,
+        "links": [
+            link(url("features.collection", cid=name), "self", JSON, "This collection"),
+            link(url("features.items", cid=name), "items", GEOJSON, "The features"),
+            link(url("features.queryables", cid=name),
+                 "http://www.opengis.net/def/rel/ogc/1.0/queryables", SCHEMA,
+                 "Properties to filter and sort on"),
+            link(url("delivery.geojson", raw=name), "enclosure", GEOJSON, "The whole file"),
+        ],
+    }
+    if extent:
+        doc["extent"] = {"spatial": {"bbox": [list(extent)], "crs": CRS84}}
+    return doc
+
+
+def collections(url: Url, entries: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "collections": list(entries),
+        "links": [link(url("features.collections"), "self", JSON, "The collections")],
+    }
+
+
+def queryables(url: Url, name: str, items: Iterable[Queryable]) -> dict[str, Any]:
+    """A JSON Schema of the properties that items may be filtered and sorted by."""
+    properties: dict[str, Any] = {
+        "geometry": {"title": "geometry", "format": "geometry-any",
+                     "description": "Filtered with bbox."},
+    }
+    for q in items:
+        properties[q.name] = {"title": q.name, "type": q.type}
+    return {
+        "$schema": "https://json-schema.org/draft/2019-09/schema",
+        "$id": url("features.queryables", cid=name),
+        "type": "object",
+        "title": name,
+        "properties": properties,
+        "additionalProperties": True,
+    }
+
+
+def feature_links(url: Url, name: str, feature_id: str) -> list[dict[str, str]]:
+    href = url("features.item", cid=name, fid=feature_id)
+    return [
+        link(href, "self", GEOJSON, "This feature"),
+        link(href + "?f=json", "alternate", JSON, "This feature as JSON"),
+        link(url("features.collection", cid=name), "collection", JSON, "The collection"),
+    ]

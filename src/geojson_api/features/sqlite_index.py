@@ -1,0 +1,408 @@
+"""The embedded feature backend: one SQLite file with an R*Tree per dataset version.
+
+Layout of ``<version>/index.sqlite``::
+
+    features(fid INTEGER PRIMARY KEY,  -- position in the file, 1-based
+             fkey TEXT UNIQUE,         -- the feature id as text (the URL form)
+             idjson, geom, props,      -- compact JSON of id, geometry, properties
+             p0, p1, ...)              -- one column per scalar property, indexed
+    bounds  R*Tree(fid, minx, maxx, miny, maxy)  -- features with a geometry
+    meta(key, value)                   -- JSON: columns, extent, counts, timings
+
+The build streams the GeoJSON file feature by feature (memory is bounded by
+the largest feature, not the file), writes a hidden temporary file and
+renames it into place, so a reader sees no index or a complete one. Files
+are never modified afterwards and are opened ``immutable``.
+
+Queries select bbox candidates from the R*Tree; a candidate whose box lies
+wholly inside the query box matches outright, the others are checked against
+their geometry (``geometry.intersects``), so results are exact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import ijson
+import orjson
+import shapely
+
+from . import geometry
+from .query import FeatureBackend, FeaturePage, FeatureQuery, Queryable
+
+INDEX_FILE = "index.sqlite"
+FAILED_FILE = "index.failed.json"
+FORMAT = 1
+BATCH = 2000
+SCALAR_TYPES = {"string": "string", "integer": "integer", "number": "number",
+                "boolean": "boolean"}
+POOL_SIZE = 16
+MMAP_BYTES = 1 << 34  # SQLite caps it at its compile-time maximum
+
+log = logging.getLogger(__name__)
+
+Column = tuple[str, str, str]  # property name, SQL column, JSON Schema type
+
+
+# -- build ----------------------------------------------------------------------
+def ensure(directory: Path, source: Path, meta: dict[str, Any]) -> None:
+    """Build ``directory``'s index unless it exists or a build already failed.
+
+    The caller holds the version's index lock. A failure is recorded in
+    ``index.failed.json`` (and logged) instead of raised: the whole-file
+    download of the version keeps working, and the same bytes would fail again.
+    """
+    target = directory / INDEX_FILE
+    if target.exists() or (directory / FAILED_FILE).exists():
+        return
+    try:
+        info = build(source, target, meta)
+    except Exception as exc:  # recorded for the collection's index status
+        log.exception("index of %s failed", directory)
+        failure = {"error": f"{type(exc).__name__}: {exc}", "at": time.time()}
+        (directory / FAILED_FILE).write_bytes(orjson.dumps(failure))
+        return
+    log.info("indexed %s: %d features in %.1f s", directory, info["features"],
+             info["build_seconds"])
+
+
+def failure(directory: Path) -> str | None:
+    """Why the index of a version could not be built, if it could not."""
+    try:
+        return str(orjson.loads((directory / FAILED_FILE).read_bytes())["error"])
+    except FileNotFoundError:
+        return None
+
+
+def build(source: Path, target: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Index the GeoJSON file ``source`` into ``target``; returns the index's info."""
+    started = time.monotonic()
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        info = _build_into(tmp, source, meta, started)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return info
+
+
+def _build_into(tmp: Path, source: Path, meta: dict[str, Any], started: float) -> dict[str, Any]:
+    columns = _columns(meta.get("properties") or {})
+    con = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "temp_store=MEMORY",
+                       "cache_size=-65536"):
+            con.execute(f"PRAGMA {pragma}")
+        con.execute("BEGIN")
+        _create_schema(con, columns)
+        count, with_geometry = _load(con, _features(source, meta.get("type", "")), columns)
+        id_source = _settle_ids(con)
+        _create_indexes(con, columns)
+        info = {"format": FORMAT, "features": count, "with_geometry": with_geometry,
+                "extent": meta.get("bbox"), "id_source": id_source,
+                "columns": [list(c) for c in columns], "built": time.time()}
+        info["build_seconds"] = round(time.monotonic() - started, 3)
+        con.executemany("INSERT INTO meta VALUES (?, ?)",
+                        [(k, orjson.dumps(v).decode()) for k, v in info.items()])
+        con.execute("COMMIT")
+        con.execute("ANALYZE")
+    finally:
+        con.close()
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    return info
+
+
+def _columns(properties: dict[str, str]) -> list[Column]:
+    scalar = [(name, kind) for name, kind in properties.items() if kind in SCALAR_TYPES]
+    return [(name, f"p{i}", SCALAR_TYPES[kind]) for i, (name, kind) in enumerate(scalar)]
+
+
+def _create_schema(con: sqlite3.Connection, columns: list[Column]) -> None:
+    extra = "".join(f", {col}" for _, col, _ in columns)
+    con.execute("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    con.execute("CREATE TABLE features(fid INTEGER PRIMARY KEY, fkey TEXT, idjson TEXT, "
+                f"geom BLOB NOT NULL, props BLOB NOT NULL{extra})")
+    con.execute("CREATE TABLE shapes(fid INTEGER PRIMARY KEY, wkb BLOB)")
+    con.execute("CREATE VIRTUAL TABLE bounds USING rtree(fid, minx, maxx, miny, maxy)")
+
+
+def _features(source: Path, top_type: str) -> Iterator[dict[str, Any]]:
+    """The features of a GeoJSON document, one at a time."""
+    with source.open("rb") as f:
+        if top_type == "FeatureCollection":
+            yield from ijson.items(f, "features.item", use_float=True)
+        elif top_type == "Feature":
+            yield from ijson.items(f, "", use_float=True)
+        else:  # a bare geometry: one feature without properties
+            for geom in ijson.items(f, "", use_float=True):
+                yield {"type": "Feature", "geometry": geom, "properties": None}
+
+
+def _batches(features: Iterable[Any]) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for feature in features:
+        batch.append(feature if isinstance(feature, dict) else {})
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _load(
+    con: sqlite3.Connection, features: Iterable[dict[str, Any]], columns: list[Column]
+) -> tuple[int, int]:
+    marks = ", ".join("?" * (5 + len(columns)))
+    insert_feature = f"INSERT INTO features VALUES ({marks})"
+    count = 0
+    for batch in _batches(features):
+        rows, boxes = _rows(count + 1, batch, columns)
+        con.executemany(insert_feature, rows)
+        con.executemany("INSERT INTO shapes VALUES (?, ?)", [(b[0], b[5]) for b in boxes])
+        con.executemany("INSERT INTO bounds VALUES (?, ?, ?, ?, ?)", [b[:5] for b in boxes])
+        count += len(batch)
+    with_geometry = con.execute("SELECT count(*) FROM bounds").fetchone()[0]
+    return count, with_geometry
+
+
+def _rows(
+    first: int, batch: list[dict[str, Any]], columns: list[Column]
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Feature rows and R*Tree rows of one batch; GEOS reads the geometries in bulk."""
+    geoms = [g if isinstance(g := f.get("geometry"), dict) else None for f in batch]
+    texts = [orjson.dumps(g) for g in geoms]
+    shapes = shapely.from_geojson([t for t, g in zip(texts, geoms, strict=True) if g],
+                                  on_invalid="ignore")
+    parsed = iter(shapes)
+    rows, boxes = [], []
+    for fid, (feature, geom, text) in enumerate(zip(batch, geoms, texts, strict=True), first):
+        shape = next(parsed) if geom else None
+        wkb, box = _shape_parts(shape, geom)
+        props = p if isinstance(p := feature.get("properties"), dict) else None
+        fkey, idjson = _id_of(feature.get("id"))
+        values = [_scalar((props or {}).get(name)) for name, _, _ in columns]
+        rows.append((fid, fkey, idjson, text, orjson.dumps(props), *values))
+        if box is not None:
+            boxes.append((fid, box[0], box[2], box[1], box[3], wkb))
+    return rows, boxes
+
+
+def _shape_parts(
+    shape: shapely.Geometry | None, geom: dict[str, Any] | None
+) -> tuple[bytes | None, geometry.Box | None]:
+    """WKB and bounds of a geometry; GeoJSON that GEOS rejects keeps bounds only."""
+    if shape is None or shape.is_empty:
+        return None, geometry.bounds(geom)
+    return shapely.to_wkb(shape), tuple(shapely.bounds(shape).tolist())
+
+
+def _id_of(value: Any) -> tuple[str | None, str | None]:
+    if isinstance(value, str):
+        return value, orjson.dumps(value).decode()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        text = orjson.dumps(value).decode()
+        return text, text
+    return None, None
+
+
+def _scalar(value: Any) -> Any:
+    return value if isinstance(value, str | int | float) else None
+
+
+def _settle_ids(con: sqlite3.Connection) -> str:
+    """Keep the features' own ids when each has a distinct one; else number them 1..N."""
+    missing, duplicates = con.execute(
+        "SELECT count(*) - count(fkey), count(fkey) - count(DISTINCT fkey) FROM features"
+    ).fetchone()
+    source = "id"
+    if missing or duplicates:
+        con.execute("UPDATE features SET fkey = CAST(fid AS TEXT), idjson = CAST(fid AS TEXT)")
+        source = "position"
+    con.execute("CREATE UNIQUE INDEX features_fkey ON features(fkey)")
+    return source
+
+
+def _create_indexes(con: sqlite3.Connection, columns: list[Column]) -> None:
+    for _, col, _ in columns:
+        con.execute(f"CREATE INDEX features_{col} ON features({col})")
+
+
+# -- query ----------------------------------------------------------------------
+def _connect(path: Path) -> sqlite3.Connection:
+    uri = path.resolve().as_uri() + "?mode=ro&immutable=1"
+    con = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+    con.execute(f"PRAGMA mmap_size={MMAP_BYTES}")  # pages straight from the page cache
+    return con
+
+
+class SQLiteIndex(FeatureBackend):
+    """Read side of one index file; safe to share between threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._pool: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        with self._connection() as con:
+            rows = con.execute("SELECT key, value FROM meta").fetchall()
+        self._info = {key: orjson.loads(value) for key, value in rows}
+        self._columns = {name: (col, kind) for name, col, kind in self._info["columns"]}
+
+    # -- connections --------------------------------------------------------
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            con = self._pool.pop() if self._pool else None
+        if con is None:
+            con = _connect(self.path)
+        try:
+            yield con
+        finally:
+            with self._lock:
+                keep = len(self._pool) < POOL_SIZE
+                if keep:
+                    self._pool.append(con)
+            if not keep:
+                con.close()
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, []
+        for con in pool:
+            con.close()
+
+    # -- FeatureBackend -----------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        return dict(self._info)
+
+    def extent(self) -> list[float] | None:
+        return self._info.get("extent")
+
+    def queryables(self) -> list[Queryable]:
+        return [Queryable(name, kind) for name, (_, kind) in self._columns.items()]
+
+    def feature(self, feature_id: str) -> bytes | None:
+        with self._connection() as con:
+            row = con.execute("SELECT idjson, geom, props FROM features WHERE fkey = ?",
+                              (feature_id,)).fetchone()
+        return None if row is None else _serialise(row, None)
+
+    def query(self, query: FeatureQuery) -> FeaturePage:
+        with self._connection() as con:
+            source, where, params = self._where(con, query)
+            count = con.execute(f"SELECT count(*) FROM {source}{where}", params).fetchone()[0]
+        if count <= query.offset:
+            return FeaturePage(count, iter(()))
+        if query.boxes:  # fetch through the R*Tree, in its (stable) order unless sorted
+            source = "bounds b CROSS JOIN features f ON f.fid = b.fid"
+        order = f" ORDER BY {self._order(query)}" if query.sortby or not query.boxes else ""
+        sql = f"SELECT f.idjson, f.geom, f.props FROM {source}{where}{order} LIMIT ? OFFSET ?"
+        page = self._stream(sql, [*params, query.limit, query.offset], query.properties)
+        return FeaturePage(count, page)
+
+    def _where(self, con: sqlite3.Connection, query: FeatureQuery) -> tuple[str, str, list[Any]]:
+        """FROM and WHERE of a query, with the exact test of edge features done already.
+
+        For each box, the R*Tree candidates wholly inside it match outright; the
+        others (features across its edge) are checked by GEOS in bulk, and the
+        ids of those that touch it are passed back to SQLite as a JSON list.
+        """
+        clauses = [f"f.{self._columns[name][0]} = ?" for name, _ in query.filters]
+        params: list[Any] = [value for _, value in query.filters]
+        if not query.boxes:
+            where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+            return "features f", where, params
+        touching = orjson.dumps(sorted(self._touching(con, query, clauses, params))).decode()
+        terms = [f"({_OVERLAP} AND ({_INSIDE} OR b.fid IN (SELECT value FROM json_each(?))))"
+                 for _ in query.boxes]
+        box_params = [v for box in query.boxes for v in _box_params(box, touching)]
+        clauses.insert(0, "(" + " OR ".join(terms) + ")")
+        source = "bounds b CROSS JOIN features f ON f.fid = b.fid" if query.filters else "bounds b"
+        return source, " WHERE " + " AND ".join(clauses), box_params + params
+
+    def _touching(
+        self, con: sqlite3.Connection, query: FeatureQuery, clauses: list[str], params: list[Any]
+    ) -> set[int]:
+        """fids of the features across a box's edge whose geometry touches that box."""
+        join = " CROSS JOIN features f ON f.fid = b.fid" if clauses else ""
+        extra = "".join(f" AND {c}" for c in clauses)
+        found: set[int] = set()
+        for box in query.boxes:
+            sql = (f"SELECT b.fid, s.wkb FROM bounds b CROSS JOIN shapes s ON s.fid = b.fid{join}"
+                   f" WHERE {_OVERLAP} AND NOT {_INSIDE}{extra}")
+            rows = con.execute(sql, [*_overlap_params(box), *_inside_params(box), *params])
+            found.update(_geos_hits(con, rows.fetchall(), box))
+        return found
+
+    def _stream(
+        self, sql: str, params: list[Any], selected: tuple[str, ...] | None
+    ) -> Iterator[bytes]:
+        with self._connection() as con:
+            cursor = con.execute(sql, params)
+            try:
+                while rows := cursor.fetchmany(256):
+                    for row in rows:
+                        yield _serialise(row, selected)
+            finally:
+                cursor.close()
+
+    def _order(self, query: FeatureQuery) -> str:
+        terms = [f"f.{self._columns[s.name][0]} {'DESC' if s.descending else 'ASC'}"
+                 for s in query.sortby]
+        return ", ".join([*terms, "f.fid"])
+
+
+_OVERLAP = "b.minx <= ? AND b.maxx >= ? AND b.miny <= ? AND b.maxy >= ?"
+_INSIDE = "(b.minx >= ? AND b.maxx <= ? AND b.miny >= ? AND b.maxy <= ?)"
+
+
+def _overlap_params(box: geometry.Box) -> list[float]:
+    return [box[2], box[0], box[3], box[1]]
+
+
+def _inside_params(box: geometry.Box) -> list[float]:
+    return [box[0], box[2], box[1], box[3]]
+
+
+def _box_params(box: geometry.Box, touching: str) -> list[Any]:
+    return [*_overlap_params(box), *_inside_params(box), touching]
+
+
+def _geos_hits(
+    con: sqlite3.Connection, rows: list[tuple[int, bytes | None]], box: geometry.Box
+) -> list[int]:
+    """The fids among ``rows`` (fid, WKB) whose geometry touches the box."""
+    read = [(fid, wkb) for fid, wkb in rows if wkb is not None]
+    area = shapely.box(*box)
+    shapely.prepare(area)
+    hits = shapely.intersects(area, shapely.from_wkb([w for _, w in read])) if read else []
+    kept = [fid for (fid, _), hit in zip(read, hits, strict=True) if hit]
+    for fid, wkb in rows:  # GeoJSON that GEOS could not read: the pure-Python test
+        if wkb is None:
+            geom = con.execute("SELECT geom FROM features WHERE fid = ?", (fid,)).fetchone()[0]
+            if geometry.intersects(orjson.loads(geom), box):
+                kept.append(fid)
+    return kept
+
+
+def _serialise(row: tuple[str, bytes, bytes], selected: tuple[str, ...] | None) -> bytes:
+    idjson, geom, props = row
+    if selected is not None and props != b"null":
+        values = orjson.loads(props)
+        props = orjson.dumps({k: values[k] for k in selected if k in values})
+    return b"".join((b'{"type":"Feature","id":', idjson.encode(), b',"geometry":', geom,
+                     b',"properties":', props, b"}"))
+
+
+def open_index(path: Path) -> SQLiteIndex:
+    return SQLiteIndex(path)

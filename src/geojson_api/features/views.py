@@ -1,0 +1,186 @@
+"""OGC API - Features endpoints: parse, ask the index, render. Nothing else."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+from flask import Blueprint, Response, current_app, request, stream_with_context, url_for
+
+from ..cache import shared_cache
+from ..catalog import Catalog, Version
+from ..delivery import cache_control
+from ..errors import APIError, NotFound
+from ..names import parse_request_name
+from ..settings import Settings
+from . import documents, openapi, render
+from .indexes import Indexes
+from .params import check_format, parse_items, reject_unknown, single
+
+bp = Blueprint("features", __name__)
+
+
+class FeatureNotFound(NotFound):
+    code = "feature-not-found"
+
+
+def _url(endpoint: str, **values: Any) -> str:
+    return url_for(endpoint, _external=True, **values)
+
+
+def _settings() -> Settings:
+    return current_app.config["SETTINGS"]  # type: ignore[no-any-return]
+
+
+def _catalog() -> Catalog:
+    return current_app.extensions["catalog"]  # type: ignore[no-any-return]
+
+
+def _indexes() -> Indexes:
+    return current_app.extensions["feature_indexes"]  # type: ignore[no-any-return]
+
+
+def _args(*known: str) -> dict[str, list[str]]:
+    args = request.args.to_dict(flat=False)
+    reject_unknown(args, {"f", *known})
+    check_format(args)
+    return args
+
+
+def _json(body: Any, mimetype: str = documents.JSON) -> Response:
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    return current_app.response_class(data, mimetype=mimetype)
+
+
+def _geojson_type() -> str:
+    """GeoJSON's own media type, or plain JSON when asked with ``f=json``."""
+    return documents.JSON if request.args.get("f") == "json" else documents.GEOJSON
+
+
+def _collection(name: str) -> tuple[Version, dict[str, Any]]:
+    version = _catalog().current(parse_request_name(name))
+    state = _indexes().state(version)
+    doc = documents.collection(_url, version.name, version.meta.get("bbox"), state.as_dict(),
+                               version.meta["features"])
+    return version, doc
+
+
+@bp.get("/")
+def landing() -> Response:
+    _args()
+    return _json(documents.landing(_url, "geojson-api"))
+
+
+@bp.get("/conformance")
+def conformance() -> Response:
+    _args()
+    return _json(documents.conformance())
+
+
+@bp.get("/api", endpoint="openapi")
+def openapi_document() -> Response:
+    _args()
+    return _json(openapi.document(_url, _settings()), documents.OPENAPI)
+
+
+@bp.get("/api.html")
+def api_docs() -> Response:
+    return current_app.response_class(openapi.html(_url, _settings()), mimetype="text/html")
+
+
+@bp.get("/collections")
+def collections() -> Response:
+    _args()
+    entries = []
+    for name in _catalog().names():
+        try:
+            entries.append(_collection(name)[1])
+        except APIError:  # not published (yet): listed by /api/datasets with the reason
+            continue
+    return _json(documents.collections(_url, entries))
+
+
+@bp.get("/collections/<cid>")
+def collection(cid: str) -> Response:
+    _args()
+    return _json(_collection(cid)[1])
+
+
+@bp.get("/collections/<cid>/queryables")
+def queryables(cid: str) -> Response:
+    _args()
+    version = _catalog().current(parse_request_name(cid))
+    backend = _indexes().backend(version)
+    return _json(documents.queryables(_url, version.name, backend.queryables()),
+                 documents.SCHEMA)
+
+
+@bp.get("/collections/<cid>/items/<path:fid>")
+def item(cid: str, fid: str) -> Response:
+    _args()
+    version = _catalog().current(parse_request_name(cid))
+    feature = _indexes().backend(version).feature(fid)
+    if feature is None:
+        raise FeatureNotFound(f"collection {version.name!r} has no feature {fid!r}")
+    body = render.with_links(feature, documents.feature_links(_url, version.name, fid))
+    response = _json(body, _geojson_type())
+    return _conditional(response, f"{version.id}|{fid}")
+
+
+@bp.get("/collections/<cid>/items")
+def items(cid: str) -> Response:
+    version = _catalog().current(parse_request_name(cid))
+    backend = _indexes().backend(version)
+    settings = _settings()
+    args = request.args.to_dict(flat=False)
+    query = parse_items(args, backend.queryables(), list(version.meta["properties"]),
+                        settings.features_limit, settings.features_max_limit)
+    etag = _etag(f"{version.id}|{query.key()}|{single(args, 'f')}")
+    if request.if_none_match.contains_weak(etag):
+        return _not_modified(etag)
+    key = f"items:{request.host_url}:{version.name}:{etag}"
+    found = shared_cache().get(key)
+    if isinstance(found, bytes):
+        return _tagged(_json(found, _geojson_type()), etag)
+    page = backend.query(query)
+    links = render.page_links(_url, version.name, list(request.args.items(multi=True)), query,
+                              page.number_matched)
+    body = render.items_body(page, query, links)
+    keep = _keeper(key)
+    stream = render.tee(body, settings.features_cache_max_bytes, keep)
+    response = current_app.response_class(stream_with_context(stream),
+                                          mimetype=_geojson_type())
+    return _tagged(response, etag)
+
+
+def _keeper(key: str) -> Any:
+    cache = shared_cache()
+    return lambda body: cache.set(key, body)
+
+
+def _etag(text: str) -> str:
+    """A weak validator (the page's timeStamp differs between renderings)."""
+    return hashlib.sha256(f"{request.host_url}|{text}".encode()).hexdigest()[:32]
+
+
+def _tagged(response: Response, etag: str) -> Response:
+    response.set_etag(etag, weak=True)
+    response.headers["Cache-Control"] = cache_control(_settings())
+    return response
+
+
+def _conditional(response: Response, text: str) -> Response:
+    etag = _etag(text)
+    if request.if_none_match.contains_weak(etag):
+        return _not_modified(etag)
+    return _tagged(response, etag)
+
+
+def _not_modified(etag: str) -> Response:
+    return _tagged(current_app.response_class(status=304), etag)
+
+
+def init_app(app: Any, catalog: Catalog) -> None:
+    app.extensions["feature_indexes"] = Indexes(catalog)
+    app.register_blueprint(bp)
