@@ -293,6 +293,27 @@ def _own_and_reaped_cpu(process: psutil.Process) -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
+def tree_pss(roots: Sequence[psutil.Process]) -> int | None:
+    """Proportional set size of the whole trees (bytes): shared pages (mmap'ed files,
+    PostgreSQL's shared buffers, copy-on-write pages of forked workers) are split among
+    the processes that map them instead of counted in each. Reads every smaps: slow,
+    so taken once, not at every sample. None where the kernel does not tell."""
+    total = 0
+    for root in roots:
+        try:
+            processes = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for process in processes:
+            try:
+                total += int(process.memory_full_info().pss)
+            except (psutil.Error, AttributeError):
+                if not running(process):
+                    continue  # exited meanwhile
+                return None
+    return total
+
+
 def sample_tree(roots: Sequence[psutil.Process]) -> TreeSample:
     """CPU and RSS of every root and all its descendants, read from /proc."""
     cpu = 0.0

@@ -95,6 +95,7 @@ from benchkit import (  # the folder of this script is not a package
     run_wrk,
     sample_tree,
     system_busy_seconds,
+    tree_pss,
     wait_until_quiet,
     wrk_command,
 )
@@ -113,6 +114,7 @@ from featurequeries import (
 )
 from featureservers import (
     DATASET,
+    OURS,
     PEERS,
     SERVERS,
     SLOW,
@@ -317,6 +319,7 @@ class Run:
     wrk_cpu_seconds: float
     other_cpu_seconds: float
     memory: MemoryStats
+    pss_after: int | None  # bytes, whole tree, just after the run
     loadavg_before: tuple[float, float, float]
     samples: list[tuple[float, int, float]] = field(repr=False)
     output: str = field(repr=False)
@@ -350,6 +353,7 @@ def drive(server: FeatureServer, query: str, paths_file: Path, lua: Path, durati
     output, samples, wrk_cpu = run_wrk(command, roots, limit=duration + 300)
     busy = system_busy_seconds() - busy_before
     sampler_cpu = time.process_time() - own_before
+    pss = tree_pss(roots)  # just after the load, outside the CPU accounting
     server.check_alive()
     stats = parse_wrk(output)
     if stats.requests == 0 and stats.socket_errors["connect"] > 0:
@@ -360,7 +364,7 @@ def drive(server: FeatureServer, query: str, paths_file: Path, lua: Path, durati
         query=query, server=server.name, round=round_no, position=position, command=command,
         wrk=stats, wall_seconds=end.at - idle.at, server_cpu_seconds=server_cpu,
         wrk_cpu_seconds=wrk_cpu, other_cpu_seconds=busy - server_cpu - wrk_cpu - sampler_cpu,
-        memory=memory_stats(idle, samples), loadavg_before=loadavg,
+        memory=memory_stats(idle, samples), pss_after=pss, loadavg_before=loadavg,
         samples=[(round(s.at - idle.at, 3), s.total_rss, round(s.cpu_seconds - idle.cpu_seconds, 3))
                  for s in samples],
         output=output,
@@ -383,6 +387,7 @@ class Summary:
     requests: int
     cpu_ms_per_request: float | None
     peak_rss: int
+    pss_after: int | None
     bytes_per_response: float | None
     rps_vs_best_peer: float | None = None
     p99_vs_best_peer: float | None = None
@@ -399,6 +404,7 @@ def summarize_one(query: str, server: str, runs: Sequence[Run]) -> Summary:
         requests=sum(r.wrk.requests for r in runs),
         cpu_ms_per_request=median(r.cpu_ms_per_request for r in runs),
         peak_rss=max(r.memory.peak_total for r in runs),
+        pss_after=max((r.pss_after for r in runs if r.pss_after is not None), default=None),
         bytes_per_response=median(r.bytes_per_response for r in runs),
     )
 
@@ -431,13 +437,14 @@ def summarize(runs: Sequence[Run], servers: Sequence[str]) -> list[Summary]:
 def summary_table(summaries: Sequence[Summary]) -> str:
     header = ["Query", "Server", "rps (min-max)", "vs best peer", "p50 ms", "p99 ms",
               "p99 vs best peer", "errors / non-2xx", "CPU ms/req", "peak RSS MB",
-              "KB/response"]
+              "PSS MB", "KB/response"]
     rows = [
         [QUERY_TITLES[s.query], s.server,
          f"{fmt(s.requests_per_s)} ({fmt(s.rps_min)}-{fmt(s.rps_max)})",
          fmt(s.rps_vs_best_peer, "x"), fmt(s.latency_ms["p50"]), fmt(s.latency_ms["p99"]),
          fmt(s.p99_vs_best_peer, "x"), f"{s.socket_errors} / {s.non_2xx_3xx}",
          fmt(s.cpu_ms_per_request), fmt(s.peak_rss / 1e6),
+         fmt(s.pss_after / 1e6 if s.pss_after is not None else None),
          fmt(s.bytes_per_response / 1e3 if s.bytes_per_response else None)]
         for s in summaries
     ]
@@ -467,12 +474,14 @@ def servers_section(meta: dict[str, Any]) -> str:
                    ("**right**: " if check["ok"] else "**WRONG**: ") + describe_check(check))
         lines.append(f"- **{name}**: started and ready in {info['startup_seconds']:.1f} s; "
                      f"correctness: {verdict}.")
-    ours = meta["servers"].get("ours", {}).get("info")
-    if ours:
-        lines.append(f"\nOur index: ready {ours['seconds_until_ready']:.1f} s after start "
+    for name in OURS:
+        ours = meta["servers"].get(name, {}).get("info")
+        if not ours:
+            continue
+        lines.append(f"\n{name}: index ready {ours['seconds_until_ready']:.1f} s after start "
                      f"(wall clock, including the server's own start); the server reports "
-                     f"`{json.dumps(ours['index'])}`; files under the state folder's index "
-                     f"directories: {ours['index_bytes'] / 1e6:.1f} MB (whole state folder "
+                     f"`{json.dumps(ours['index'])}`; index files under the state folder: "
+                     f"{ours['index_bytes'] / 1e6:.1f} MB (whole state folder "
                      f"{ours['state_bytes'] / 1e6:.1f} MB).")
     return "\n".join(lines) + "\n"
 
@@ -498,7 +507,9 @@ def markdown_report(meta: dict[str, Any], summaries: Sequence[Summary],
         f"script cycling the paths; {config['rounds']} round(s) in rotated order, medians; "
         f"slow servers ({', '.join(SLOW)}): 1 round of {config['slow_duration']} s. CPU is "
         f"the server's whole process tree (for tipg including PostgreSQL); peak RSS is the "
-        f"sum over that tree (shared pages counted in every process).\n")
+        f"sum over that tree (shared pages counted in every process); PSS is the tree's "
+        f"proportional set size just after the run (shared pages, e.g. mmap'ed index files "
+        f"and PostgreSQL's shared buffers, split among the processes that map them).\n")
     parts += [servers_section(meta), "## Summary\n", summary_table(summaries),
               "\n## Runs, in the order they ran\n", runs_table(runs)]
     return "\n".join(parts)
@@ -560,7 +571,7 @@ def start_all(supervisor: Supervisor, config: Config, workdir: Path, data_dir: P
     servers = []
     for name in config.servers:
         print(f"starting {name} ...", flush=True)
-        timeout = config.index_timeout if name == "ours" else config.start_timeout
+        timeout = config.index_timeout if name in OURS else config.start_timeout
         server = start_server(supervisor, name, workdir, data_dir, list(features.extent),
                               timeout)
         supervisor.remember_descendants()

@@ -54,8 +54,13 @@ PG_SETTINGS = {
 DATASET = "large"
 PYGEOAPI_WORKERS = 4
 TIPG_WORKERS = 2
-SERVERS = ("ours", "pygeoapi-spatialite", "pygeoapi-geojson", "tipg")
-PEERS = SERVERS[1:]
+SERVERS = ("ours", "ours-nocache", "pygeoapi-spatialite", "pygeoapi-geojson", "tipg")
+PEERS = SERVERS[2:]
+# Our variants: the environment each one runs with (on top of the access log off).
+OURS = {
+    "ours": {},  # default settings: items pages up to 1 MiB kept in the shared cache
+    "ours-nocache": {"GEOJSON_API_FEATURES_CACHE_MAX_BYTES": "0"},  # every query hits the index
+}
 # Servers slow enough (seconds per request) to get one long round per query type.
 SLOW = ("pygeoapi-geojson",)
 
@@ -80,6 +85,7 @@ class Flavour:
 
 FLAVOURS = {
     "ours": Flavour(DATASET),
+    "ours-nocache": Flavour(DATASET),
     "pygeoapi-spatialite": Flavour(DATASET, "&f=json"),
     "pygeoapi-geojson": Flavour(DATASET, "&f=json"),
     "tipg": Flavour(f"public.{DATASET}", "&f=geojson"),
@@ -188,15 +194,20 @@ def state_bytes(data_dir: Path) -> dict[str, int]:
     return sizes
 
 
-def start_ours(supervisor: Supervisor, workdir: Path, data_dir: Path,
+def start_ours(supervisor: Supervisor, name: str, workdir: Path, source: Path,
                timeout: float) -> FeatureServer:
+    """Our server over its own copy of the data folder: each variant builds its index."""
+    data_dir = workdir / name / "data"
+    data_dir.mkdir(parents=True)
+    os.link(source, data_dir / source.name)  # same bytes, no copy
     port = free_port()
-    log = workdir / "ours.log"
+    log = workdir / name / "server.log"
     argv = [*geojson_api_command(), "serve", "--data", str(data_dir), "--bind", f"{HOST}:{port}"]
-    env = {**os.environ, "GEOJSON_API_ACCESS_LOG": "", "GEOJSON_API_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "GEOJSON_API_ACCESS_LOG": "", "GEOJSON_API_DATA_DIR": str(data_dir),
+           **OURS[name]}
     started = time.monotonic()
-    child = supervisor.start("ours", argv, log, env)
-    server = FeatureServer("ours", port, [child], FLAVOURS["ours"])
+    child = supervisor.start(name, argv, log, env)
+    server = FeatureServer(name, port, [child], FLAVOURS[name])
     last: dict[str, Any] = {}
 
     def ready() -> bool:
@@ -211,7 +222,7 @@ def start_ours(supervisor: Supervisor, workdir: Path, data_dir: Path,
     wait_for(child.check_alive, ready, "our index", timeout, log)
     server.startup_seconds = time.monotonic() - started
     server.info = {"index": dict(last), "seconds_until_ready": server.startup_seconds,
-                   **state_bytes(data_dir), "argv": argv}
+                   **state_bytes(data_dir), "argv": argv, "env": OURS[name]}
     return server
 
 
@@ -374,8 +385,8 @@ def start_tipg(supervisor: Supervisor, workdir: Path, data_dir: Path,
 
 def start_server(supervisor: Supervisor, name: str, workdir: Path, data_dir: Path,
                  extent: list[float], timeout: float) -> FeatureServer:
-    if name == "ours":
-        return start_ours(supervisor, workdir, data_dir, timeout)
+    if name in OURS:
+        return start_ours(supervisor, name, workdir, data_dir / f"{DATASET}.geojson", timeout)
     if name == "tipg":
         return start_tipg(supervisor, workdir, data_dir, timeout)
     return start_pygeoapi(supervisor, name, workdir, data_dir, extent, timeout)
