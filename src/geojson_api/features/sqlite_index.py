@@ -378,12 +378,22 @@ def _box_params(box: geometry.Box, touching: str) -> list[Any]:
     return [*_overlap_params(box), *_inside_params(box), touching]
 
 
+def box_shape(box: geometry.Box) -> shapely.Geometry:
+    """A query box for GEOS; a box of zero width or height is a line or a point."""
+    minx, miny, maxx, maxy = box
+    if minx == maxx and miny == maxy:
+        return shapely.Point(minx, miny)
+    if minx == maxx or miny == maxy:
+        return shapely.LineString([(minx, miny), (maxx, maxy)])
+    return shapely.box(*box)
+
+
 def _geos_hits(
     con: sqlite3.Connection, rows: list[tuple[int, bytes | None]], box: geometry.Box
 ) -> list[int]:
     """The fids among ``rows`` (fid, WKB) whose geometry touches the box."""
     read = [(fid, wkb) for fid, wkb in rows if wkb is not None]
-    area = shapely.box(*box)
+    area = box_shape(box)
     shapely.prepare(area)
     hits = shapely.intersects(area, shapely.from_wkb([w for _, w in read])) if read else []
     kept = [fid for (fid, _), hit in zip(read, hits, strict=True) if hit]

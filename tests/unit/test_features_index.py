@@ -1,0 +1,217 @@
+"""The SQLite spatial index against brute force: Shapely over every feature."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import shapely
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from geojson_api.features import geometry, sqlite_index
+from geojson_api.features.query import FeatureQuery, SortKey
+from geojson_api.scan import scan
+
+# The medium sample's extent, a little widened so boxes also fall outside it.
+LON = (4.70, 5.10)
+LAT = (45.60, 45.90)
+
+
+class Dataset:
+    """An index and the brute-force truth for one GeoJSON file."""
+
+    def __init__(self, source: Path, target: Path) -> None:
+        self.meta = scan(source).as_dict()
+        self.info = sqlite_index.build(source, target, self.meta)
+        self.index = sqlite_index.SQLiteIndex(target)
+        features = json.loads(source.read_bytes())["features"]
+        self.features = features
+        self.ids = [f.get("id") for f in features]
+        self.shapes = [shapely.geometry.shape(f["geometry"]) if f.get("geometry") else None
+                       for f in features]
+
+    def truth(self, box: geometry.Box) -> set[Any]:
+        area = _area(box)
+        return {fid for fid, shape in zip(self.ids, self.shapes, strict=True)
+                if shape is not None and shape.intersects(area)}
+
+
+def ids_of(chunks: Iterator[bytes]) -> list[Any]:
+    return [orjson.loads(chunk)["id"] for chunk in chunks]
+
+
+@pytest.fixture(scope="module")
+def medium(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    target = tmp_path_factory.mktemp("index") / sqlite_index.INDEX_FILE
+    return Dataset(samples / "medium.geojson", target)
+
+
+def boxes() -> st.SearchStrategy[geometry.Box]:
+    """Boxes from a point to the whole area, on the data's micro-degree grid or not."""
+    lon = st.floats(*LON, allow_nan=False)
+    lat = st.floats(*LAT, allow_nan=False)
+    grid = st.integers(4_700_000, 5_100_000).map(lambda v: v / 1e6)
+
+    def box(a: float, b: float, c: float, d: float) -> geometry.Box:
+        return (min(a, b), min(c, d), max(a, b), max(c, d))
+
+    return st.one_of(
+        st.builds(box, lon, lon, lat, lat),
+        st.builds(box, grid, grid, grid.map(lambda v: v - 4.7 + 45.6),
+                  grid.map(lambda v: v - 4.7 + 45.6)),
+    )
+
+
+def test_build_info(medium: Dataset) -> None:
+    assert medium.info["features"] == len(medium.features) == medium.meta["features"]
+    assert medium.info["id_source"] == "id"
+    assert {q.name for q in medium.index.queryables()} == set(medium.meta["properties"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(box=boxes())
+def test_bbox_matches_brute_force(medium: Dataset, box: geometry.Box) -> None:
+    page = medium.index.query(FeatureQuery(boxes=(box,), limit=100_000))
+    found = ids_of(page.features)
+    assert len(found) == len(set(found)) == page.number_matched
+    assert set(found) == medium.truth(box)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(box=boxes(), limit=st.integers(1, 700))
+def test_paging_returns_every_feature_once(
+    medium: Dataset, box: geometry.Box, limit: int
+) -> None:
+    seen: list[Any] = []
+    offset = 0
+    while True:
+        page = medium.index.query(FeatureQuery(boxes=(box,), limit=limit, offset=offset))
+        chunk = ids_of(page.features)
+        seen += chunk
+        if offset + limit >= page.number_matched:
+            break
+        assert len(chunk) == limit
+        offset += limit
+    assert len(seen) == len(set(seen)) == page.number_matched
+    assert set(seen) == medium.truth(box)
+
+
+def test_whole_collection_paging_in_id_order(medium: Dataset) -> None:
+    seen: list[Any] = []
+    for offset in range(0, len(medium.features), 4000):
+        seen += ids_of(medium.index.query(FeatureQuery(limit=4000, offset=offset)).features)
+    assert seen == medium.ids
+
+
+def test_filters_sort_and_properties(medium: Dataset) -> None:
+    query = FeatureQuery(filters=(("kind", "road"), ("active", True)), limit=100_000,
+                         sortby=(SortKey("rank", descending=True), SortKey("name")),
+                         properties=("name", "rank"))
+    page = medium.index.query(query)
+    got = [orjson.loads(c) for c in page.features]
+    expected = [f for f in medium.features
+                if f["properties"]["kind"] == "road" and f["properties"]["active"] is True]
+    expected.sort(key=lambda f: (-f["properties"]["rank"], f["properties"]["name"], f["id"]))
+    assert page.number_matched == len(expected) > 0
+    assert [f["id"] for f in got] == [f["id"] for f in expected]
+    assert all(set(f["properties"]) == {"name", "rank"} for f in got)
+
+
+def test_filter_with_bbox(medium: Dataset) -> None:
+    box = (4.80, 45.70, 4.90, 45.80)
+    page = medium.index.query(FeatureQuery(boxes=(box,), filters=(("rank", 3),), limit=10**6))
+    truth = {fid for fid in medium.truth(box)
+             if medium.features[medium.ids.index(fid)]["properties"]["rank"] == 3}
+    assert set(ids_of(page.features)) == truth and page.number_matched == len(truth)
+
+
+def test_feature_by_id_is_the_original(medium: Dataset) -> None:
+    original = medium.features[41]
+    found = orjson.loads(medium.index.feature(str(original["id"])) or b"null")
+    assert found == {"type": "Feature", "id": original["id"], "geometry": original["geometry"],
+                     "properties": original["properties"]}
+    assert medium.index.feature("no-such-id") is None
+
+
+def test_offset_past_the_end(medium: Dataset) -> None:
+    page = medium.index.query(FeatureQuery(limit=10, offset=10**6))
+    assert page.number_matched == len(medium.features) and list(page.features) == []
+
+
+def write(path: Path, features: list[Any]) -> Path:
+    path.write_bytes(orjson.dumps({"type": "FeatureCollection", "features": features}))
+    return path
+
+
+def build(tmp_path: Path, features: list[Any]) -> sqlite_index.SQLiteIndex:
+    source = write(tmp_path / "in.geojson", features)
+    target = tmp_path / sqlite_index.INDEX_FILE
+    sqlite_index.build(source, target, scan(source).as_dict())
+    return sqlite_index.SQLiteIndex(target)
+
+
+def point(x: float, y: float, **extra: Any) -> dict[str, Any]:
+    return {"type": "Feature", "geometry": {"type": "Point", "coordinates": [x, y]},
+            "properties": {"n": x}, **extra}
+
+
+def test_missing_or_repeated_ids_number_the_features(tmp_path: Path) -> None:
+    index = build(tmp_path, [point(1, 1, id="a"), point(2, 2, id="a"), point(3, 3)])
+    assert index.info()["id_source"] == "position"
+    assert ids_of(index.query(FeatureQuery()).features) == [1, 2, 3]
+    assert orjson.loads(index.feature("2") or b"")["geometry"]["coordinates"] == [2, 2]
+
+
+def test_string_ids_are_kept(tmp_path: Path) -> None:
+    index = build(tmp_path, [point(1, 1, id="a/b"), point(2, 2, id="c")])
+    assert ids_of(index.query(FeatureQuery()).features) == ["a/b", "c"]
+    assert index.feature("a/b") is not None
+
+
+def test_features_without_geometry_are_listed_but_never_in_a_bbox(tmp_path: Path) -> None:
+    nothing = {"type": "Feature", "id": 9, "geometry": None, "properties": {"n": 0}}
+    index = build(tmp_path, [point(1, 1, id=1), nothing])
+    assert ids_of(index.query(FeatureQuery()).features) == [1, 9]
+    page = index.query(FeatureQuery(boxes=((-180, -90, 180, 90),)))
+    assert ids_of(page.features) == [1] and page.number_matched == 1
+    assert orjson.loads(index.feature("9") or b"")["geometry"] is None
+
+
+def test_antimeridian_box(tmp_path: Path) -> None:
+    index = build(tmp_path, [point(179.5, 0, id=1), point(-179.5, 0, id=2), point(0, 0, id=3)])
+    boxes = tuple(geometry.split_antimeridian((179.0, -1.0, -179.0, 1.0)))
+    page = index.query(FeatureQuery(boxes=boxes))
+    assert sorted(ids_of(page.features)) == [1, 2] and page.number_matched == 2
+
+
+def test_geometry_geos_cannot_read_is_tested_in_python(tmp_path: Path) -> None:
+    # A polygon ring of two positions: GEOS refuses it, the file is still served.
+    odd = {"type": "Feature", "id": 1, "properties": {},
+           "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [2, 2]]]}}
+    index = build(tmp_path, [odd, point(5, 5, id=2)])
+    assert ids_of(index.query(FeatureQuery(boxes=((0.5, 0.0, 1.5, 1.5),))).features) == [1]
+    assert ids_of(index.query(FeatureQuery(boxes=((1.5, 0.0, 1.9, 0.5),))).features) == []
+
+
+def test_broken_file_records_a_failure(tmp_path: Path) -> None:
+    source = tmp_path / "data.geojson"
+    source.write_bytes(b'{"type":"FeatureCollection","features":[{"type":"Feature",')
+    sqlite_index.ensure(tmp_path, source, {"type": "FeatureCollection", "properties": {}})
+    assert not (tmp_path / sqlite_index.INDEX_FILE).exists()
+    assert "IncompleteJSONError" in (sqlite_index.failure(tmp_path) or "")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def _area(box: geometry.Box) -> Any:
+    """The closed box as Shapely sees it: a box of zero width or height is a line or point."""
+    minx, miny, maxx, maxy = box
+    if (minx, miny) == (maxx, maxy):
+        return shapely.Point(minx, miny)
+    if minx == maxx or miny == maxy:
+        return shapely.LineString([(minx, miny), (maxx, maxy)])
+    return shapely.box(*box)
