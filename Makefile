@@ -3,6 +3,8 @@
 #   make test   create the venv, install what is missing, run lint and every test
 #   make lint   ruff + mypy
 #   make bench  whole-file benchmark against nginx (loadtest/wholefile.py)
+#   make bench-features  OGC API - Features vs pygeoapi and tipg (loadtest/features.py;
+#               installs the peers first with loadtest/peers/setup, as root)
 #   make docs   refresh the README configuration table from the settings table
 
 PYTHON ?= python3
@@ -11,7 +13,7 @@ BIN     = $(VENV)/bin
 DATA   ?= var/data
 BIND   ?= 127.0.0.1:8000
 
-.PHONY: run test lint bench docs system-deps clean
+.PHONY: run test lint bench bench-features docs system-deps clean
 
 # The venv sees the system's site-packages: what the machine already has is
 # reused and only what is missing is downloaded (a machine whose Python already
@@ -36,6 +38,10 @@ test: $(BIN)/.installed system-deps lint
 
 bench: $(BIN)/.installed system-deps
 	$(BIN)/python loadtest/wholefile.py
+
+bench-features: $(BIN)/.installed system-deps
+	./loadtest/peers/setup
+	$(BIN)/python loadtest/features.py
 
 docs: $(BIN)/.installed
 	$(BIN)/python scripts/update-readme

@@ -292,7 +292,8 @@ def describe_check(check: dict[str, Any]) -> str:
             f"{sum(p['ok'] for p in bbox['pages'])}/{len(bbox['pages'])} limit=100 pages right; "
             f"{check['item']['checked'] - len(check['item']['problems'])}/"
             f"{check['item']['checked']} features by id right; "
-            f"first page {'right' if check['page']['ok'] else 'WRONG'}")
+            f"first page {'right' if check['page']['ok'] else 'WRONG'}; numberMatched "
+            f"{'sent' if check['page'].get('number_matched') is not None else 'not sent'}")
     problems = ([r["problem"] for r in full if r["problem"]]
                 + [p["problem"] for p in bbox["pages"] if not p["ok"]]
                 + check["item"]["problems"][:3] + [check["page"].get("problem")])
