@@ -63,6 +63,8 @@ def ensure(directory: Path, source: Path, meta: dict[str, Any]) -> None:
     target = directory / INDEX_FILE
     if target.exists() or (directory / FAILED_FILE).exists():
         return
+    for leftover in directory.glob(f".{INDEX_FILE}.*.tmp"):  # a build killed midway
+        leftover.unlink(missing_ok=True)
     try:
         info = build(source, target, meta)
     except Exception as exc:  # recorded for the collection's index status
