@@ -40,14 +40,17 @@ forwarded_allow_ips = _s.forwarded_allow_ips
 
 
 def on_starting(server: object) -> None:
-    """In the master, before any worker: publish every dataset, build its variants."""
-    if not _s.prepare_on_start:
-        return
+    """In the master, before any worker: route the app's log, prepare every dataset."""
     import logging
 
+    logger = logging.getLogger("gunicorn.error")
+    app_logger = logging.getLogger("geojson_api")  # published versions, index builds...
+    app_logger.handlers = list(logger.handlers)  # ...go to Gunicorn's error log
+    app_logger.propagate = False
+    if not _s.prepare_on_start:
+        return
     from geojson_api.catalog import Catalog
 
-    logger = logging.getLogger("gunicorn.error")
     logger.info("preparing datasets in %s", _s.data_dir)
     try:
         Catalog(_s, background=False).prepare_all(logger.info)

@@ -1,5 +1,9 @@
 """The local production-like stack: Nginx -> N Gunicorn instances -> Redis, on loopback.
 
+Redis is both the shared cache (db 0) and the job broker (db 1) of a Celery
+worker (``geojson-api worker``) that builds variants and spatial indexes of
+datasets published while the stack runs.
+
 ``geojson-api stack up`` starts every process detached, in a run folder of its
 own, and records them in ``<run-dir>/stack.json``; ``stack down`` stops
 exactly those processes by PID (checking that each PID still runs what was
@@ -46,7 +50,7 @@ class Part:
     name: str
     pid: int
     port: int
-    health: str  # URL answering 200 when the part is up
+    health: str  # URL answering 200 when up; redis:...; or log:PATH (a line saying ready)
     argv0: str  # what /proc/<pid>/cmdline must contain to be ours
 
     def alive(self) -> bool:
@@ -135,6 +139,11 @@ def _describe(pid: int) -> str:
 def healthy(part: Part) -> bool:
     if part.health.startswith("redis:"):
         return _redis_ping(part.port)
+    if part.health.startswith("log:"):  # the Celery worker says "... ready." when it is
+        try:
+            return " ready." in Path(part.health[4:]).read_text(errors="replace")
+        except OSError:
+            return False
     return _answers(part.health)
 
 
@@ -161,11 +170,16 @@ def _start_redis(run_dir: Path, port: int) -> Part:
     return Part("redis", pid, port, f"redis://127.0.0.1:{port}", "redis-server")
 
 
+def _broker(redis_url: str) -> str:
+    return redis_url.rstrip("/") + "/1"  # the cache uses db 0
+
+
 def _app_env(settings: Settings, port: int, redis_url: str, offload: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         env_name("bind"): f"127.0.0.1:{port}",
         env_name("redis_url"): redis_url,
+        env_name("broker_url"): _broker(redis_url),
         env_name("offload"): offload,
         env_name("data_dir"): str(Path(settings.data_dir).absolute()),
         env_name("state_dir"): str(Path(settings.state_path).absolute()),
@@ -181,6 +195,14 @@ def _start_app(settings: Settings, run_dir: Path, index: int, port: int, redis_u
             "--name", f"geojson-api-{name}"]
     pid = _spawn(argv, run_dir / f"{name}.log", _app_env(settings, port, redis_url, offload))
     return Part(name, pid, port, f"http://127.0.0.1:{port}/readyz", "gunicorn")
+
+
+def _start_worker(settings: Settings, run_dir: Path, redis_url: str) -> Part:
+    log = run_dir / "worker.log"
+    log.unlink(missing_ok=True)  # its "ready" line is the health check
+    argv = [sys.executable, "-m", "geojson_api", "worker"]
+    pid = _spawn(argv, log, _app_env(settings, 0, redis_url, "none"))
+    return Part("worker", pid, 0, f"log:{log}", "geojson_api")
 
 
 def _start_nginx(settings: Settings, run_dir: Path, apps: list[Part], port: int) -> Part:
@@ -200,7 +222,7 @@ def _start_nginx(settings: Settings, run_dir: Path, apps: list[Part], port: int)
 
 def up(settings: Settings, run_dir: Path, port: int, instances: int, offload: str,
        say: Callable[[str], None]) -> Stack:
-    """Start Redis, ``instances`` Gunicorn instances and Nginx; wait until all are healthy."""
+    """Start Redis, a job worker, ``instances`` Gunicorn instances and Nginx; wait for each."""
     run_dir = run_dir.absolute()
     if (run_dir / STATE_FILE).exists() and any(p.alive() for p in Stack.load(run_dir).parts):
         raise StackError(f"a stack is already running from {run_dir}; run `stack down` first")
@@ -226,6 +248,9 @@ def _start_all(stack: Stack, settings: Settings, run_dir: Path, port: int, insta
     redis = _start_redis(run_dir, redis_port)
     stack.parts.append(redis)
     _wait(stack, redis, START_TIMEOUT)
+    worker = _start_worker(settings, run_dir, redis.health)
+    stack.parts.append(worker)
+    _wait(stack, worker, START_TIMEOUT)
     apps = [_start_app(settings, run_dir, i + 1, app_port, redis.health, offload)
             for i, app_port in enumerate(app_ports)]
     stack.parts.extend(apps)

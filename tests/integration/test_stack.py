@@ -299,3 +299,20 @@ def test_redis_stopping_fails_no_request(offloaded: RunningStack) -> None:
         time.sleep(0.05)
     logs = "".join((offloaded.run_dir / f"{app}.log").read_text() for app in ("app1", "app2"))
     assert "shared cache unavailable, serving uncached" in logs
+
+
+def test_worker_builds_the_index_of_a_dataset_published_while_running(
+    proxied: RunningStack, samples: Path
+) -> None:
+    import shutil
+
+    from .test_ogc_clients import wait_index
+
+    assert "worker" in proxied.parts
+    shutil.copyfile(samples / "small.geojson", proxied.data_dir / "fresh.geojson")
+    state = wait_index(proxied.url, "fresh", timeout=60)
+    assert state["features"] > 0
+    items = requests.get(f"{proxied.url}/collections/fresh/items?limit=3", timeout=10)
+    assert items.status_code == 200 and items.json()["numberReturned"] == 3
+    log = (proxied.run_dir / "worker.log").read_text()
+    assert "versions/fresh/" in "".join(line for line in log.splitlines() if "indexed" in line)

@@ -269,9 +269,9 @@ def test_compose_config_accepts_the_file() -> None:
     assert [p["published"] for p in model["services"]["nginx"]["ports"]] == ["8080"]
 
 
-def test_compose_has_the_four_services_and_no_version_key() -> None:
+def test_compose_has_the_five_services_and_no_version_key() -> None:
     assert "version" not in _compose()
-    assert set(_compose()["services"]) == {"redis", "app", "nginx-config", "nginx"}
+    assert set(_compose()["services"]) == {"redis", "app", "worker", "nginx-config", "nginx"}
     declared = set(_compose()["volumes"])
     for service in _compose()["services"].values():
         for volume in service.get("volumes", []):
@@ -344,3 +344,13 @@ def test_smoke_script_is_valid_bash() -> None:
     assert "--isolation=chroot" in text and "BASE_IMAGE=" in text
     run = subprocess.run(["bash", "-n", str(SMOKE)], capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
+
+
+def test_worker_service_shares_the_app_settings_and_state() -> None:
+    app, worker = _service("app"), _service("worker")
+    assert worker["image"] == app["image"] and worker["command"] == ["geojson-api", "worker"]
+    assert worker["environment"] == app["environment"]
+    assert worker["environment"]["GEOJSON_API_BROKER_URL"].startswith("redis://redis:6379/")
+    mounts = {_volume(v)[1]: _volume(v)[0] for v in worker["volumes"]}
+    app_mounts = {_volume(v)[1]: _volume(v)[0] for v in app["volumes"]}
+    assert mounts == app_mounts  # same data folder, same state folder

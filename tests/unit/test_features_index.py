@@ -215,3 +215,11 @@ def _area(box: geometry.Box) -> Any:
     if minx == maxx or miny == maxy:
         return shapely.LineString([(minx, miny), (maxx, maxy)])
     return shapely.box(*box)
+
+
+def test_leftover_of_a_killed_build_is_removed(tmp_path: Path) -> None:
+    source = write(tmp_path / "data.geojson", [point(1, 1, id=1)])
+    leftover = tmp_path / f".{sqlite_index.INDEX_FILE}.999.1.tmp"
+    leftover.write_bytes(b"half an index")
+    sqlite_index.ensure(tmp_path, source, scan(source).as_dict())
+    assert not leftover.exists() and (tmp_path / sqlite_index.INDEX_FILE).exists()

@@ -63,6 +63,8 @@ def ensure(directory: Path, source: Path, meta: dict[str, Any]) -> None:
     target = directory / INDEX_FILE
     if target.exists() or (directory / FAILED_FILE).exists():
         return
+    for leftover in directory.glob(f".{INDEX_FILE}.*.tmp"):  # a build killed midway
+        leftover.unlink(missing_ok=True)
     try:
         info = build(source, target, meta)
     except Exception as exc:  # recorded for the collection's index status
@@ -299,8 +301,10 @@ class SQLiteIndex(FeatureBackend):
 
     def query(self, query: FeatureQuery) -> FeaturePage:
         with self._connection() as con:
-            source, where, params = self._where(con, query)
-            count = con.execute(f"SELECT count(*) FROM {source}{where}", params).fetchone()[0]
+            source, where, params, count = self._where(con, query)
+            if count is None:
+                count = con.execute(f"SELECT count(*) FROM {source}{where}",
+                                    params).fetchone()[0]
         if count <= query.offset:
             return FeaturePage(count, iter(()))
         if query.boxes:  # fetch through the R*Tree, in its (stable) order unless sorted
@@ -310,25 +314,35 @@ class SQLiteIndex(FeatureBackend):
         page = self._stream(sql, [*params, query.limit, query.offset], query.properties)
         return FeaturePage(count, page)
 
-    def _where(self, con: sqlite3.Connection, query: FeatureQuery) -> tuple[str, str, list[Any]]:
+    def _where(
+        self, con: sqlite3.Connection, query: FeatureQuery
+    ) -> tuple[str, str, list[Any], int | None]:
         """FROM and WHERE of a query, with the exact test of edge features done already.
 
         For each box, the R*Tree candidates wholly inside it match outright; the
         others (features across its edge) are checked by GEOS in bulk, and the
         ids of those that touch it are passed back to SQLite as a JSON list.
+        The match count comes along when it is cheaper to know it here.
         """
         clauses = [f"f.{self._columns[name][0]} = ?" for name, _ in query.filters]
         params: list[Any] = [value for _, value in query.filters]
         if not query.boxes:
             where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-            return "features f", where, params
-        touching = orjson.dumps(sorted(self._touching(con, query, clauses, params))).decode()
+            return "features f", where, params, None
+        source = "bounds b CROSS JOIN features f ON f.fid = b.fid" if query.filters else "bounds b"
+        touching = self._touching(con, query, clauses, params)
+        count = None
+        if len(query.boxes) == 1:  # inside the box, plus the edge features that touch it
+            extra = "".join(f" AND {c}" for c in clauses)
+            inside = con.execute(f"SELECT count(*) FROM {source} WHERE {_OVERLAP} AND {_INSIDE}"
+                                 f"{extra}", [*_box_params(query.boxes[0]), *params])
+            count = inside.fetchone()[0] + len(touching)
+        ids = orjson.dumps(sorted(touching)).decode()
         terms = [f"({_OVERLAP} AND ({_INSIDE} OR b.fid IN (SELECT value FROM json_each(?))))"
                  for _ in query.boxes]
-        box_params = [v for box in query.boxes for v in _box_params(box, touching)]
+        box_params = [v for box in query.boxes for v in (*_box_params(box), ids)]
         clauses.insert(0, "(" + " OR ".join(terms) + ")")
-        source = "bounds b CROSS JOIN features f ON f.fid = b.fid" if query.filters else "bounds b"
-        return source, " WHERE " + " AND ".join(clauses), box_params + params
+        return source, " WHERE " + " AND ".join(clauses), box_params + params, count
 
     def _touching(
         self, con: sqlite3.Connection, query: FeatureQuery, clauses: list[str], params: list[Any]
@@ -374,8 +388,8 @@ def _inside_params(box: geometry.Box) -> list[float]:
     return [box[0], box[2], box[1], box[3]]
 
 
-def _box_params(box: geometry.Box, touching: str) -> list[Any]:
-    return [*_overlap_params(box), *_inside_params(box), touching]
+def _box_params(box: geometry.Box) -> list[Any]:
+    return [*_overlap_params(box), *_inside_params(box)]
 
 
 def box_shape(box: geometry.Box) -> shapely.Geometry:
