@@ -64,6 +64,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -728,6 +729,9 @@ def parse_config(argv: Sequence[str] | None) -> Config:
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
     install_signal_handlers()
+    # A shell without job control starts background jobs with SIGINT ignored; stop on
+    # SIGINT all the same (KeyboardInterrupt), so `kill -INT` cleans up like Ctrl-C.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return run(config)
     except BenchmarkError as exc:
