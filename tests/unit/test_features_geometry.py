@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from geojson_api.features import geometry
 
+from ..oracle import box_area
+
 coordinate = st.integers(0, 20).map(float)  # a coarse grid: touching happens often
 position = st.tuples(coordinate, coordinate).map(list)
 
@@ -47,7 +49,7 @@ def boxes() -> st.SearchStrategy[geometry.Box]:
 
 
 def _shapely_says(geom: dict[str, Any], box: geometry.Box) -> bool:
-    return bool(shapely.geometry.shape(geom).intersects(_area(box)))
+    return bool(shapely.geometry.shape(geom).intersects(box_area(box)))
 
 
 @settings(max_examples=1500, deadline=None)
@@ -75,13 +77,3 @@ def test_collection_and_antimeridian_split() -> None:
     assert geometry.intersects(collection, (9, 9, 11, 11))
     assert geometry.split_antimeridian((170, 0, -170, 1)) == [(170, 0, 180.0, 1),
                                                               (-180.0, 0, -170, 1)]
-
-
-def _area(box: geometry.Box) -> Any:
-    """The closed box as Shapely sees it: a box of zero width or height is a line or point."""
-    minx, miny, maxx, maxy = box
-    if (minx, miny) == (maxx, maxy):
-        return shapely.Point(minx, miny)
-    if minx == maxx or miny == maxy:
-        return shapely.LineString([(minx, miny), (maxx, maxy)])
-    return shapely.box(*box)

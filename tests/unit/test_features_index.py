@@ -17,6 +17,8 @@ from geojson_api.features import geometry, sqlite_index
 from geojson_api.features.query import FeatureQuery, SortKey
 from geojson_api.scan import scan
 
+from ..oracle import box_area
+
 # The medium sample's extent, a little widened so boxes also fall outside it.
 LON = (4.70, 5.10)
 LAT = (45.60, 45.90)
@@ -36,7 +38,7 @@ class Dataset:
                        for f in features]
 
     def truth(self, box: geometry.Box) -> set[Any]:
-        area = _area(box)
+        area = box_area(box)
         return {fid for fid, shape in zip(self.ids, self.shapes, strict=True)
                 if shape is not None and shape.intersects(area)}
 
@@ -206,15 +208,6 @@ def test_broken_file_records_a_failure(tmp_path: Path) -> None:
     assert "IncompleteJSONError" in (sqlite_index.failure(tmp_path) or "")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
-
-def _area(box: geometry.Box) -> Any:
-    """The closed box as Shapely sees it: a box of zero width or height is a line or point."""
-    minx, miny, maxx, maxy = box
-    if (minx, miny) == (maxx, maxy):
-        return shapely.Point(minx, miny)
-    if minx == maxx or miny == maxy:
-        return shapely.LineString([(minx, miny), (maxx, maxy)])
-    return shapely.box(*box)
 
 
 def test_leftover_of_a_killed_build_is_removed(tmp_path: Path) -> None:
