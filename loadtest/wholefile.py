@@ -104,41 +104,51 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import json
 import os
-import platform
-import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from importlib import metadata
 from pathlib import Path
-from types import FrameType
-from typing import Any, Protocol
+from typing import Any
 
-import psutil
+from geojson_api.lab import LabError
+from geojson_api.lab.machine import machine_info
+from geojson_api.lab.procs import (
+    Interrupted,
+    Supervisor,
+    die_with_parent,
+    install_signal_handlers,
+)
+from geojson_api.lab.sampling import MemoryStats, memory_stats, sample_tree, system_busy_seconds
+from geojson_api.lab.stacktarget import StackServer, read_text, start_stack
+from geojson_api.lab.targets import (
+    PythonServer,
+    Target,
+    bare_server,
+    gunicorn_server,
+    python_command,
+    start_nginx,
+    start_python,
+    wait_until_quiet,
+    warm_up,
+)
+from geojson_api.lab.watch import Watched, run_client
+from geojson_api.lab.wrk import WRK_THREADS, WRK_TIMEOUT, WrkStats, parse_wrk, wrk_command
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-HOST = "127.0.0.1"
 TARGETS = ("nginx", "gthread", "gevent", "bare", "stack")
 DATASETS = ("small", "medium", "large")
 SAMPLE_INTERVAL = 0.2  # seconds between two samples of the target's process tree
-WRK_THREADS = 2
-WRK_TIMEOUT = "30s"
 MB = 1e6
 GB = 1e9
+BenchmarkError = LabError  # a target failed to start or died, or wrk could not connect
 
 
 @dataclass(frozen=True)
@@ -159,756 +169,26 @@ SCENARIOS = (
 )
 
 
-class BenchmarkError(Exception):
-    """A target failed to start or died, or wrk could not connect: results are invalid."""
+# -- targets and wrk (shared with the load-test lab, geojson_api.lab) --------------------
 
-
-class Interrupted(Exception):
-    """SIGTERM or SIGHUP arrived; raised in the main thread so that cleanup runs."""
-
-
-# -- child processes -------------------------------------------------------------------
-
-_LIBC = ctypes.CDLL(None, use_errno=True)
-_PR_SET_PDEATHSIG = 1
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-def _die_with_parent() -> None:
-    """Run in each child before exec: Linux SIGTERMs it if this script dies, even by SIGKILL."""
-    _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
-
-
-def _interrupt_with_parent() -> None:
-    """Like ``_die_with_parent`` with SIGINT: a Python child gets KeyboardInterrupt and
-    can clean up (``geojson-api stack up`` then stops what it started)."""
-    _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGINT))
-
-
-def spawn(argv: Sequence[str], log: Path, env: dict[str, str] | None = None,
-          on_parent_death: Callable[[], None] = _die_with_parent,
-          ) -> subprocess.Popen[bytes]:
-    """Start a child in its own process group (a terminal Ctrl-C reaches only us)."""
-    with open(log, "ab") as out:  # append: nginx also writes its error log there
-        return subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            env=env, process_group=0, preexec_fn=on_parent_death,
-        )
-
-
-def log_tail(log: Path, lines: int = 15) -> str:
-    try:
-        text = log.read_text(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join("    " + line for line in text.splitlines()[-lines:])
-
-
-@dataclass
-class Child:
-    """A long-running process this script started; stopped by its PID, never by name."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def log_tail(self, lines: int = 15) -> str:
-        return log_tail(self.log, lines)
-
-    def check_alive(self) -> None:
-        if not self.alive():
-            raise BenchmarkError(
-                f"{self.name} (pid {self.pid}) exited with code {self.popen.returncode}; "
-                f"end of its log:\n{self.log_tail()}"
-            )
-
-    def roots(self) -> list[psutil.Process]:
-        return [psutil.Process(self.pid)]
-
-    def describe(self) -> str:
-        return f"pid {self.pid}"
-
-
-@contextlib.contextmanager
-def signals_blocked() -> Iterator[None]:
-    """Hold back Ctrl-C and friends while children are being stopped."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def _descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return []
-
-
-def _running(process: psutil.Process) -> bool:
-    """True while ``process`` runs: not exited, not a zombie, its PID not reused."""
-    try:
-        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
-    except psutil.Error:
-        return False
-
-
-class Supervisor:
-    """Starts the long-running children and stacks and stops them all, whatever happens."""
-
-    def __init__(self) -> None:
-        self.children: list[Child] = []
-        self.stacks: list[Stack] = []
-        # Workers seen so far: if a master dies first, its orphans are still ours to stop.
-        self.descendants: set[psutil.Process] = set()
-
-    def start(self, name: str, argv: Sequence[str], log: Path,
-              env: dict[str, str] | None = None) -> Child:
-        child = Child(name, spawn(argv, log, env), log)
-        self.children.append(child)  # registered before anything can fail
-        return child
-
-    def start_stack(self, name: str, run_dir: Path, log: Path, data_dir: Path, port: int,
-                    timeout: float) -> Stack:
-        stack = Stack(name, run_dir, log)
-        self.stacks.append(stack)  # registered before anything can fail
-        stack.up(data_dir, port, timeout)
-        return stack
-
-    def remember_descendants(self) -> None:
-        for child in self.children:
-            if child.alive():
-                self.descendants.update(_descendants(child.pid))
-        for stack in self.stacks:
-            stack.remember_descendants()
-
-    def stop_all(self, timeout: float = 45.0) -> None:
-        """SIGTERM every child (graceful stop), wait, then SIGKILL leftovers by PID;
-        ``stack down`` every stack (see ``Stack.stop``)."""
-        with signals_blocked():
-            for stack in self.stacks:
-                stack.stop()
-            self.remember_descendants()
-            running = [c for c in self.children if c.alive()]
-            for child in running:
-                with contextlib.suppress(ProcessLookupError):
-                    child.popen.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            for child in running:
-                try:
-                    child.popen.wait(max(deadline - time.monotonic(), 0.1))
-                except subprocess.TimeoutExpired:
-                    print(f"{child.name} did not stop in {timeout:.0f} s; killing it",
-                          file=sys.stderr)
-                    child.popen.kill()
-                    child.popen.wait()
-            for process in self.descendants:
-                # psutil refuses to signal a PID that was reused by another process.
-                with contextlib.suppress(psutil.Error):
-                    process.kill()
-
-
-def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
-    raise Interrupted(signal.Signals(signum).name)
-
-
-def install_signal_handlers() -> None:
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _raise_interrupted)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-# -- HTTP checks -----------------------------------------------------------------------
-
-def http_get(url: str, timeout: float = 30.0) -> tuple[int | None, int]:
-    """(status, body bytes) of a GET; status None when nothing answered."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            size = 0
-            while chunk := response.read(1 << 20):
-                size += len(chunk)
-            return int(response.status), size
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), 0
-    except (urllib.error.URLError, OSError):
-        return None, 0
-
-
-def wait_until_answering(child: Child, url: str, ok: Callable[[int | None], bool],
-                         timeout: float) -> float:
-    """Poll ``url`` until ``ok(status)``; seconds it took. Fails fast if the child exits."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        child.check_alive()
-        if ok(http_get(url, timeout=2.0)[0]):
-            return time.monotonic() - started
-        time.sleep(0.2)
-    raise BenchmarkError(
-        f"{child.name} not ready at {url} after {timeout:.0f} s; end of its log:\n"
-        f"{child.log_tail()}"
-    )
-
-
-# -- targets ---------------------------------------------------------------------------
-
-class Server(Protocol):
-    """What runs a target: one ``Child`` (one process tree) or a ``Stack`` (several)."""
-
-    name: str
-
-    def check_alive(self) -> None:
-        """Raise BenchmarkError when a process of the server has exited."""
-
-    def roots(self) -> list[psutil.Process]:
-        """The roots of the server's process trees (masters, single processes)."""
-        ...
-
-    def describe(self) -> str:
-        """The PIDs, for the console."""
-        ...
-
-
-@dataclass
-class Target:
-    """A server under test, listening on its own loopback port."""
-
-    name: str
-    port: int
-    server: Server
-    startup_seconds: float = 0.0
-
-    def url(self, dataset: str) -> str:
-        return f"http://{HOST}:{self.port}/geojson/{dataset}"
-
-    def tree_roots(self) -> list[psutil.Process]:
-        """Every root of the target's process trees; fails if a part has exited."""
-        self.server.check_alive()
-        return self.server.roots()
-
-
-def _nginx_quote(path: Path, suffix: str = "") -> str:
-    """``path`` as a quoted nginx string; ``suffix`` may hold nginx variables."""
-    text = str(path)
-    if any(c in text for c in '"\\$\n'):
-        raise BenchmarkError(f"path {text!r} cannot be used in an nginx config")
-    return f'"{text}{suffix}"'
-
-
-def _nginx_temp_paths(workdir: Path) -> list[str]:
-    """Temp paths of the modules this nginx build has (no root-owned default paths)."""
-    build = subprocess.run(["nginx", "-V"], capture_output=True, text=True).stderr
-    lines = [f"client_body_temp_path {_nginx_quote(workdir / 'client_body')};"]
-    for module in ("proxy", "fastcgi", "uwsgi", "scgi"):
-        if f"--without-http_{module}_module" not in build:
-            lines.append(f"{module}_temp_path {_nginx_quote(workdir / module)};")
-    return lines
-
-
-def nginx_config(workdir: Path, data_dir: Path, port: int) -> str:
-    """A self-contained nginx config: every path it writes is inside ``workdir``."""
-    # As root, workers would switch to "nobody", who may not read the data folder.
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    temp_paths = "\n".join("    " + line for line in _nginx_temp_paths(workdir))
-    alias = _nginx_quote(data_dir, "/$1.geojson")
-    return f"""{user}worker_processes auto;
-daemon off;
-master_process on;
-pid {_nginx_quote(workdir / "nginx.pid")};
-error_log {_nginx_quote(workdir / "error.log")} warn;
-
-events {{
-    worker_connections 1024;
-}}
-
-http {{
-    access_log off;
-{temp_paths}
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 100000;
-    keepalive_timeout 65;
-    open_file_cache max=100;
-
-    server {{
-        listen {HOST}:{port};
-        location ~ ^/geojson/([A-Za-z0-9_.-]+)$ {{
-            alias {alias};
-            default_type application/geo+json;
-        }}
-        location / {{
-            return 404;
-        }}
-    }}
-}}
-"""
-
-
-def start_nginx(supervisor: Supervisor, workdir: Path, data_dir: Path,
-                timeout: float) -> Target:
-    nginx_dir = workdir / "nginx"
-    nginx_dir.mkdir()
-    port = free_port()
-    conf = nginx_dir / "nginx.conf"
-    conf.write_text(nginx_config(nginx_dir, data_dir, port))
-    argv = ["nginx", "-p", str(nginx_dir), "-e", str(nginx_dir / "error.log"), "-c", str(conf)]
-    child = supervisor.start("nginx", argv, nginx_dir / "error.log")
-    target = Target("nginx", port, child)
-    # Any HTTP answer (the catch-all 404) means nginx listens; warm_up checks the files.
-    target.startup_seconds = wait_until_answering(
-        child, f"http://{HOST}:{port}/", lambda status: status is not None, timeout
-    )
-    return target
-
-
-def geojson_api_command() -> list[str]:
-    found = shutil.which("geojson-api")
-    return [found] if found else [sys.executable, "-m", "geojson_api"]
-
-
-def app_command(name: str, data_dir: Path, port: int, app_args: Sequence[str]) -> list[str]:
-    """``geojson-api serve`` for gthread and gevent; for ``bare``, Gunicorn with the
-    same config (gthread) around the do-nothing WSGI app of ``bare_wsgi.py``."""
+def app_server(name: str, data_dir: Path, app_args: Sequence[str]) -> PythonServer:
+    """``geojson-api serve`` with worker class ``name``, or the ``bare`` WSGI app."""
     if name == "bare":
-        return [sys.executable, "-m", "gunicorn", "-c", "python:geojson_api.gunicorn_conf",
-                "--bind", f"{HOST}:{port}", "--worker-class", "gthread",
-                "--pythonpath", str(Path(__file__).resolve().parent), *app_args,
-                "bare_wsgi:app"]
-    return [*geojson_api_command(), "serve", "--data", str(data_dir),
-            "--bind", f"{HOST}:{port}", "--worker-class", name, *app_args]
-
-
-def start_app(supervisor: Supervisor, worker_class: str, workdir: Path, data_dir: Path,
-              app_args: Sequence[str], timeout: float) -> Target:
-    port = free_port()
-    argv = app_command(worker_class, data_dir, port, app_args)
-    env = {**os.environ, "GEOJSON_API_ACCESS_LOG": "", "GEOJSON_API_DATA_DIR": str(data_dir)}
-    log = workdir / f"{worker_class}.log"
-    child = supervisor.start(worker_class, argv, log, env)
-    target = Target(worker_class, port, child)
-    ready = "/geojson/small" if worker_class == "bare" else "/readyz"
-    target.startup_seconds = wait_until_answering(
-        child, f"http://{HOST}:{port}{ready}", lambda status: status == 200, timeout
-    )
-    return target
-
-
-# -- the production-like stack ---------------------------------------------------------
-
-STACK_INSTANCES = 2
-STACK_OFFLOAD = "nginx"
-# wrk is one client address: lift the per-address rate limit of the stack's nginx. The
-# app's access log is off like for the other targets (nginx's JSON one cannot be).
-STACK_ENV = {"GEOJSON_API_NGINX_RATE": "1000000r/s", "GEOJSON_API_NGINX_BURST": "1000000",
-             "GEOJSON_API_ACCESS_LOG": ""}
-# `stack down` stops the parts one after the other, each within 30 s (then SIGKILL).
-STACK_STOP_TIMEOUT = 150.0
-
-
-@dataclass
-class StackPart:
-    """One process of the stack, as recorded in stack.json."""
-
-    name: str
-    port: int
-    process: psutil.Process  # psutil refuses to act on a PID that was reused
-
-
-class Stack:
-    """The stack of ``geojson-api stack up``: detached processes, each in its own session.
-
-    They outlive ``stack up`` and are not our children, so they are followed by
-    PID: the parts recorded in ``stack.json`` and every descendant seen so far
-    (including whatever ``stack up`` had started when it was still running).
-    """
-
-    def __init__(self, name: str, run_dir: Path, log: Path) -> None:
-        self.name = name
-        self.run_dir = run_dir
-        self.log = log
-        self.parts: list[StackPart] = []
-        self.url: str | None = None
-        self.seen: set[psutil.Process] = set()
-        self._up: subprocess.Popen[bytes] | None = None
-
-    def command(self, action: str, *args: str) -> list[str]:
-        return [*geojson_api_command(), "stack", action, "--run-dir", str(self.run_dir), *args]
-
-    def up(self, data_dir: Path, port: int, timeout: float) -> None:
-        """Run ``stack up`` (bounded by ``timeout``) and read what it started."""
-        argv = self.command("up", "--data", str(data_dir), "--port", str(port),
-                            "--instances", str(STACK_INSTANCES), "--offload", STACK_OFFLOAD)
-        print(f"  {' '.join(argv)}\n  (run folder {self.run_dir})", flush=True)
-        # SIGINT if this script dies: `stack up` then stops the parts it started.
-        self._up = spawn(argv, self.log, {**os.environ, **STACK_ENV},
-                         on_parent_death=_interrupt_with_parent)
-        deadline = time.monotonic() + timeout
-        while self._up.poll() is None:
-            self.seen.update(_descendants(self._up.pid))
-            if time.monotonic() > deadline:
-                self._interrupt_up()
-                raise BenchmarkError(f"`stack up` did not finish in {timeout:.0f} s; end of "
-                                     f"its log:\n{log_tail(self.log)}")
-            time.sleep(0.2)
-        if self._up.returncode != 0:
-            raise BenchmarkError(f"`stack up` exited with code {self._up.returncode}; end of "
-                                 f"its log:\n{log_tail(self.log)}")
-        self._read_state(port)
-        self.remember_descendants()
-
-    def _read_state(self, port: int) -> None:
-        try:
-            state = json.loads((self.run_dir / "stack.json").read_text())
-            self.url = str(state["url"])
-            recorded = [(str(p["name"]), int(p["pid"]), int(p["port"]), str(p["argv0"]))
-                        for p in state["parts"]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise BenchmarkError(f"cannot read {self.run_dir / 'stack.json'}: {exc}") from exc
-        problems = []
-        for name, pid, part_port, argv0 in recorded:
-            try:
-                process = psutil.Process(pid)
-                cmdline = " ".join(process.cmdline())
-            except psutil.Error:
-                problems.append(f"stack part {name} (pid {pid}) is not running")
-                continue
-            if argv0 not in cmdline:  # what `stack down` checks too
-                problems.append(f"stack part {name}: pid {pid} runs {cmdline!r}")
-                continue
-            self.parts.append(StackPart(name, part_port, process))
-            self.seen.add(process)
-        if self.url != f"http://{HOST}:{port}":
-            problems.append(f"`stack up` serves {self.url}, expected port {port}")
-        if problems:
-            raise BenchmarkError("; ".join(problems))
-
-    def _interrupt_up(self) -> None:
-        """SIGINT a running ``stack up``: it stops what it started; SIGKILL if it hangs."""
-        if self._up is None or self._up.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            self._up.send_signal(signal.SIGINT)
-        try:
-            self._up.wait(STACK_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self._up.kill()
-            self._up.wait()
-
-    def remember_descendants(self) -> None:
-        for part in self.parts:
-            if _running(part.process):
-                self.seen.update(_descendants(part.process.pid))
-
-    def check_alive(self) -> None:
-        for part in self.parts:
-            if not _running(part.process):
-                raise BenchmarkError(
-                    f"stack part {part.name} (pid {part.process.pid}) exited; end of its log:\n"
-                    f"{log_tail(self.run_dir / f'{part.name}.log')}"
-                )
-
-    def roots(self) -> list[psutil.Process]:
-        return [part.process for part in self.parts]
-
-    def describe(self) -> str:
-        return "pids " + ", ".join(f"{p.name} {p.process.pid}" for p in self.parts)
-
-    def stop(self) -> None:
-        """``stack down``; then SIGKILL, by PID, whatever of the stack still runs."""
-        self._interrupt_up()
-        self.remember_descendants()
-        if (self.run_dir / "stack.json").exists():
-            self._down()
-        self.remember_descendants()  # a part's workers, should `stack down` have failed
-        leftovers = []
-        for process in self.seen:
-            if _running(process):
-                with contextlib.suppress(psutil.Error):  # psutil checks for PID reuse
-                    process.kill()
-                    leftovers.append(process.pid)
-        if leftovers:
-            print(f"{self.name}: killed leftover processes {sorted(leftovers)}", file=sys.stderr)
-
-    def _down(self) -> None:
-        with open(self.log, "ab") as out:
-            try:
-                done = subprocess.run(self.command("down"), stdin=subprocess.DEVNULL,
-                                      stdout=out, stderr=subprocess.STDOUT,
-                                      timeout=STACK_STOP_TIMEOUT, process_group=0)
-            except subprocess.TimeoutExpired:
-                print(f"{self.name}: `stack down` did not finish in {STACK_STOP_TIMEOUT:.0f} s",
-                      file=sys.stderr)
-                return
-        if done.returncode != 0:
-            print(f"{self.name}: `stack down` exited with code {done.returncode}; end of its "
-                  f"log:\n{log_tail(self.log)}", file=sys.stderr)
-
-    def record(self) -> dict[str, Any]:
-        """For the JSON results: the parts, the settings given and nginx's configuration."""
-        nginx_dir = self.run_dir / "nginx"
-        return {
-            "url": self.url, "instances": STACK_INSTANCES, "offload": STACK_OFFLOAD,
-            "env": STACK_ENV,
-            "parts": [{"name": p.name, "pid": p.process.pid, "port": p.port}
-                      for p in self.parts],
-            "nginx_conf": _read(nginx_dir / "nginx.conf"),
-            "site_conf": _read(nginx_dir / "geojson-api.conf"),
-        }
-
-
-def start_stack(supervisor: Supervisor, workdir: Path, data_dir: Path,
-                timeout: float) -> Target:
-    port = free_port()
-    started = time.monotonic()
-    stack = supervisor.start_stack("stack", workdir / "stack", workdir / "stack.log",
-                                   data_dir, port, timeout)
-    return Target("stack", port, stack, startup_seconds=time.monotonic() - started)
-
-
-def warm_up(target: Target, data_dir: Path, datasets: Iterable[str]) -> None:
-    """One GET of each file, checking that the whole file comes back."""
-    for dataset in datasets:
-        expected = (data_dir / f"{dataset}.geojson").stat().st_size
-        status, size = http_get(target.url(dataset))
-        if status != 200 or size != expected:
-            raise BenchmarkError(
-                f"{target.name}: GET {target.url(dataset)} gave status {status} and "
-                f"{size} bytes, expected 200 and {expected} bytes"
-            )
-
-
-def wait_until_quiet(targets: Sequence[Target], limit: float = 30.0,
-                     max_cores: float = 0.05) -> None:
-    """Wait (bounded) until no target burns CPU, e.g. after startup work."""
-    deadline = time.monotonic() + limit
-    while True:
-        before = [sample_tree(t.tree_roots()).cpu_seconds for t in targets]
-        time.sleep(1.0)
-        after = [sample_tree(t.tree_roots()).cpu_seconds for t in targets]
-        busy = {t.name: b - a for t, a, b in zip(targets, before, after, strict=True)}
-        if max(busy.values()) < max_cores:
-            return
-        if time.monotonic() > deadline:
-            print(f"warning: targets still busy after {limit:.0f} s: "
-                  + ", ".join(f"{k} {v:.2f} cores" for k, v in busy.items()), file=sys.stderr)
-            return
-
-
-# -- process tree sampling -------------------------------------------------------------
-
-@dataclass
-class TreeSample:
-    """One look at a target's process trees: CPU time so far, RSS of every process
-    (bytes) and the root of the tree each process belongs to (PID -> root PID)."""
-
-    at: float
-    cpu_seconds: float
-    rss: dict[int, int]
-    root_of: dict[int, int]
-
-    @property
-    def total_rss(self) -> int:
-        return sum(self.rss.values())
-
-
-def _own_and_reaped_cpu(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system + times.children_user + times.children_system
-
-
-def sample_tree(roots: Sequence[psutil.Process]) -> TreeSample:
-    """CPU and RSS of every root and all its descendants, read from /proc."""
-    cpu = 0.0
-    rss: dict[int, int] = {}
-    root_of: dict[int, int] = {}
-    for root in roots:
-        try:
-            with root.oneshot():
-                cpu += _own_and_reaped_cpu(root)
-                rss[root.pid] = root.memory_info().rss
-            descendants = root.children(recursive=True)
-        except psutil.NoSuchProcess as exc:
-            raise BenchmarkError(f"server process {root.pid} disappeared") from exc
-        root_of[root.pid] = root.pid
-        for process in descendants:
-            try:
-                with process.oneshot():
-                    cpu += _own_and_reaped_cpu(process)
-                    rss[process.pid] = process.memory_info().rss
-            except (psutil.NoSuchProcess, psutil.ZombieProcess):
-                continue  # exited between listing and reading: its parent reaps its CPU time
-            root_of[process.pid] = root.pid
-    return TreeSample(time.monotonic(), cpu, rss, root_of)
-
-
-@dataclass
-class MemoryStats:
-    """RSS of a process tree around one run (bytes)."""
-
-    idle_total: int
-    peak_total: int
-    growth_total: int
-    worker_growth_max: int
-    processes: list[dict[str, int | str]]
-    new_processes: int
-
-
-def memory_stats(idle: TreeSample, samples: Sequence[TreeSample]) -> MemoryStats:
-    """Growth of every process; the roots (masters) are left out of the worker growth."""
-    peak_by_pid: dict[int, int] = dict(idle.rss)
-    root_of: dict[int, int] = dict(idle.root_of)
-    for sample in samples:
-        for pid, rss in sample.rss.items():
-            peak_by_pid[pid] = max(rss, peak_by_pid.get(pid, 0))
-        root_of.update(sample.root_of)
-    roots = set(root_of.values())
-
-    def fresh_worker_base(root: int) -> int:
-        """A worker new in the run is compared with the smallest idle one of its master."""
-        idle_workers = [rss for pid, rss in idle.rss.items()
-                        if pid not in roots and idle.root_of[pid] == root]
-        return min(idle_workers, default=idle.rss.get(root, 0))
-
-    growths = [
-        peak - (idle.rss[pid] if pid in idle.rss else fresh_worker_base(root_of[pid]))
-        for pid, peak in peak_by_pid.items() if pid not in roots
-    ]
-    peak_total = max([idle.total_rss, *(s.total_rss for s in samples)])
-    processes: list[dict[str, int | str]] = [
-        {"pid": pid, "role": "master" if pid in roots else "worker", "root": root_of[pid],
-         "idle_rss": idle.rss.get(pid, 0), "peak_rss": peak}
-        for pid, peak in sorted(peak_by_pid.items())
-    ]
-    return MemoryStats(
-        idle_total=idle.total_rss, peak_total=peak_total,
-        growth_total=peak_total - idle.total_rss,
-        worker_growth_max=max(growths, default=0), processes=processes,
-        new_processes=len(set(peak_by_pid) - set(idle.rss)),
-    )
-
-
-def system_busy_seconds() -> float:
-    """CPU seconds the whole machine has spent busy since boot (all cores)."""
-    t = psutil.cpu_times()
-    return t.user + t.nice + t.system + t.irq + t.softirq + t.steal
-
-
-# -- wrk -------------------------------------------------------------------------------
-
-_TIME_TO_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
-_BINARY = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
-_TIME = r"([\d.]+)(us|ms|s|m|h)"
-_SIZE = r"([\d.]+)([KMGTP]?)B"
-_SUMMARY_RE = re.compile(rf"(\d+) requests in {_TIME}, {_SIZE} read")
-_RPS_RE = re.compile(r"Requests/sec:\s+([\d.]+)")
-_TRANSFER_RE = re.compile(rf"Transfer/sec:\s+{_SIZE}")
-_PERCENTILE_RE = re.compile(rf"^\s+(50|75|90|99)%\s+{_TIME}\s*$", re.MULTILINE)
-_SOCKET_RE = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
-_NON_2XX_RE = re.compile(r"Non-2xx or 3xx responses: (\d+)")
-
-
-@dataclass
-class WrkStats:
-    """What wrk printed, in plain units (ms, bytes, MB/s with MB = 10^6 bytes)."""
-
-    requests: int
-    seconds: float
-    bytes_read: float
-    requests_per_s: float
-    mb_per_s: float
-    latency_ms: dict[str, float | None]
-    socket_errors: dict[str, int]
-    non_2xx_3xx: int
-
-    @property
-    def errors(self) -> int:
-        return sum(self.socket_errors.values()) + self.non_2xx_3xx
-
-
-def _search(pattern: re.Pattern[str], text: str) -> re.Match[str]:
-    match = pattern.search(text)
-    if match is None:
-        raise BenchmarkError(f"cannot find {pattern.pattern!r} in wrk's output:\n{text}")
-    return match
-
-
-def parse_wrk(text: str) -> WrkStats:
-    summary = _search(_SUMMARY_RE, text)
-    requests = int(summary[1])
-    transfer = _search(_TRANSFER_RE, text)
-    latency: dict[str, float | None] = {f"p{p}": None for p in (50, 75, 90, 99)}
-    if requests:
-        for match in _PERCENTILE_RE.finditer(text):
-            latency[f"p{match[1]}"] = float(match[2]) * _TIME_TO_MS[match[3]]
-    sockets = _SOCKET_RE.search(text)
-    counts = [int(n) for n in sockets.groups()] if sockets else [0, 0, 0, 0]
-    non_2xx = _NON_2XX_RE.search(text)
-    return WrkStats(
-        requests=requests,
-        seconds=float(summary[2]) * _TIME_TO_MS[summary[3]] / 1e3,
-        bytes_read=float(summary[4]) * _BINARY[summary[5]],
-        requests_per_s=float(_search(_RPS_RE, text)[1]),
-        mb_per_s=float(transfer[1]) * _BINARY[transfer[2]] / MB,
-        latency_ms=latency,
-        socket_errors=dict(zip(("connect", "read", "write", "timeout"), counts, strict=True)),
-        non_2xx_3xx=int(non_2xx[1]) if non_2xx else 0,
-    )
-
-
-def wrk_command(url: str, connections: int, duration: int) -> list[str]:
-    return ["wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{duration}s",
-            "--timeout", WRK_TIMEOUT, "--latency", url]
-
-
-def watch_wrk(wrk: subprocess.Popen[bytes], roots: Sequence[psutil.Process], limit: float,
-              ) -> tuple[list[TreeSample], float]:
-    """Sample the server trees until wrk exits; wrk's own CPU seconds come from wait4()."""
-    samples: list[TreeSample] = []
-    started = next_at = time.monotonic()
-    while True:
-        pid, status, usage = os.wait4(wrk.pid, os.WNOHANG)
-        if pid:
-            wrk.returncode = os.waitstatus_to_exitcode(status)
-            samples.append(sample_tree(roots))
-            return samples, usage.ru_utime + usage.ru_stime
-        if time.monotonic() - started > limit:
-            raise BenchmarkError(f"wrk still running after {limit:.0f} s")
-        samples.append(sample_tree(roots))
-        next_at += SAMPLE_INTERVAL
-        time.sleep(max(next_at - time.monotonic(), 0.0))
-
-
-def run_wrk(command: Sequence[str], roots: Sequence[psutil.Process], limit: float,
-            ) -> tuple[str, list[TreeSample], float]:
-    """(output, server samples, wrk CPU seconds) of one wrk run; wrk is always reaped."""
-    with tempfile.TemporaryFile() as out:
-        wrk = subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=out,
-                               stderr=subprocess.STDOUT, process_group=0,
-                               preexec_fn=_die_with_parent)
-        try:
-            samples, wrk_cpu = watch_wrk(wrk, roots, limit)
-        finally:
-            if wrk.returncode is None:
-                wrk.kill()
-                wrk.wait()
-        out.seek(0)
-        text = out.read().decode(errors="replace")
-    if wrk.returncode != 0:
+        return bare_server(app_args)
+    return gunicorn_server(name, data_dir, ["--worker-class", name, *app_args])
+
+
+def run_wrk(command: Sequence[str], roots: Sequence[Any], limit: float,
+            ) -> tuple[str, Watched]:
+    """wrk's output and what the server trees did meanwhile; wrk is always reaped."""
+    with tempfile.TemporaryDirectory(prefix="wrk-") as tmp:
+        log = Path(tmp) / "wrk.log"
+        watched = run_client(command, log, roots, limit, SAMPLE_INTERVAL)
+        text = log.read_text(errors="replace")
+    if watched.returncode != 0:
         reason = "could not connect" if "unable to connect" in text else "failed"
-        raise BenchmarkError(f"wrk {reason} (exit code {wrk.returncode}): {text.strip()}")
-    return text, samples, wrk_cpu
+        raise BenchmarkError(f"wrk {reason} (exit code {watched.returncode}): {text.strip()}")
+    return text, watched
 
 
 # -- one run ---------------------------------------------------------------------------
@@ -965,9 +245,9 @@ def drive(target: Target, scenario: Scenario, duration: int, round_no: int,
     roots = target.tree_roots()
     command = wrk_command(target.url(scenario.dataset), scenario.connections, duration)
     loadavg = os.getloadavg()
-    idle = sample_tree(roots)
     busy_before, own_before = system_busy_seconds(), time.process_time()
-    output, samples, wrk_cpu = run_wrk(command, roots, limit=duration + 90)
+    output, watched = run_wrk(command, roots, limit=duration + 90)
+    idle, samples, wrk_cpu = watched.idle, watched.samples, watched.client_cpu_seconds
     busy = system_busy_seconds() - busy_before
     sampler_cpu = time.process_time() - own_before
     target.server.check_alive()
@@ -1047,7 +327,7 @@ def summarize_one(scenario: str, target: str, runs: Sequence[Run]) -> Summary:
 
 def summarize(runs: Sequence[Run], scenarios: Sequence[Scenario],
               targets: Sequence[str]) -> list[Summary]:
-    summaries = []
+    summaries: list[Summary] = []
     for scenario in scenarios:
         rows = {
             t: summarize_one(scenario.name, t, chosen)
@@ -1060,52 +340,6 @@ def summarize(runs: Sequence[Run], scenarios: Sequence[Scenario],
                 row.vs_nginx = row.mb_per_s / reference
         summaries.extend(rows.values())
     return summaries
-
-
-# -- machine information ---------------------------------------------------------------
-
-def _first_line(argv: Sequence[str]) -> str | None:
-    try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    lines = (done.stdout + done.stderr).strip().splitlines()
-    return lines[0].split(" Copyright")[0].strip() if lines else None
-
-
-def _dist_version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _cpu_model() -> str | None:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or None
-
-
-def machine_info() -> dict[str, Any]:
-    return {
-        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "nproc": len(os.sched_getaffinity(0)),
-        "mem_total_bytes": psutil.virtual_memory().total,
-        "kernel": platform.release(),
-        "cpu_model": _cpu_model(),
-        "python": platform.python_version(),
-        "geojson_api": _dist_version("geojson-api"),
-        "gunicorn": _dist_version("gunicorn"),
-        "gevent": _dist_version("gevent"),
-        "psutil": _dist_version("psutil"),
-        "nginx": _first_line(["nginx", "-v"]),
-        "wrk": _first_line(["wrk", "-v"]),
-        "redis": _first_line(["redis-server", "--version"]),
-        "loadavg_at_start": os.getloadavg(),
-        "geojson_api_env": {k: v for k, v in os.environ.items() if k.startswith("GEOJSON_API_")},
-    }
 
 
 # -- reports ---------------------------------------------------------------------------
@@ -1270,9 +504,9 @@ class Config:
 
 def make_samples(data_dir: Path) -> Path:
     print(f"writing sample datasets into {data_dir} ...", flush=True)
-    done = subprocess.run([*geojson_api_command(), "sample", str(data_dir)],
+    done = subprocess.run([*python_command(), "sample", str(data_dir)],
                           capture_output=True, text=True, process_group=0,
-                          preexec_fn=_die_with_parent)
+                          preexec_fn=die_with_parent)
     if done.returncode != 0:
         raise BenchmarkError(f"geojson-api sample failed:\n{done.stdout}{done.stderr}")
     return data_dir
@@ -1299,8 +533,8 @@ def start_targets(supervisor: Supervisor, config: Config, workdir: Path,
         elif name == "stack":
             target = start_stack(supervisor, workdir, data_dir, config.start_timeout)
         else:
-            target = start_app(supervisor, name, workdir, data_dir, config.app_args,
-                               config.start_timeout)
+            target = start_python(supervisor, app_server(name, data_dir, config.app_args),
+                                  workdir, data_dir, config.start_timeout)
         supervisor.remember_descendants()
         print(f"  {name}: {target.server.describe()}, port {target.port}, "
               f"ready in {target.startup_seconds:.1f} s", flush=True)
@@ -1343,8 +577,9 @@ def run(config: Config) -> int:
             meta["datasets"] = dataset_sizes(data_dir, config.scenarios)
             meta["config"]["data"] = str(data_dir)
             targets = start_targets(supervisor, config, workdir, data_dir)
-            meta["nginx_conf"] = _read(workdir / "nginx" / "nginx.conf")
-            meta["stack"] = next((s.record() for s in supervisor.stacks), None)
+            meta["nginx_conf"] = read_text(workdir / "nginx" / "nginx.conf")
+            meta["stack"] = next((g.record() for g in supervisor.groups
+                                  if isinstance(g, StackServer)), None)
             for target in targets:
                 warm_up(target, data_dir, meta["datasets"])
             wait_until_quiet(targets)
@@ -1359,10 +594,6 @@ def run(config: Config) -> int:
             if runs:
                 report(config, stamp, meta, runs)
     return 0
-
-
-def _read(path: Path) -> str | None:
-    return path.read_text() if path.is_file() else None
 
 
 def report(config: Config, stamp: str, meta: dict[str, Any], runs: Sequence[Run]) -> None:
