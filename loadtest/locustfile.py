@@ -40,9 +40,11 @@ then sends its precompressed variants).
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from gevent import GreenletExit
@@ -62,6 +64,18 @@ def add_options(parser: Any) -> None:
                         help="StudyUser: names of the small, medium and large datasets")
     parser.add_argument("--accept-encoding", default="identity",
                         help="Accept-Encoding header of every request (default identity)")
+    parser.add_argument("--window-file", default="",
+                        help="write the measured window (statistics reset, stop; epoch "
+                             "seconds) to this JSON file when the test stops")
+
+
+@events.test_stop.add_listener
+def write_window(environment: Any, **_kwargs: Any) -> None:
+    """The statistics cover [reset, stop]: Locust's JSON has no such totals."""
+    path = getattr(environment.parsed_options, "window_file", "")
+    if path:
+        window = {"reset": environment.stats.start_time, "stop": time.time()}
+        Path(path).write_text(json.dumps(window))
 
 
 def option(user: FastHttpUser, name: str, default: str) -> str:

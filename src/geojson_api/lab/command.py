@@ -49,7 +49,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
                 data=Path(args.data).absolute() if args.data else None,
                 max_target_rss=args.max_target_rss * MB)
     if args.quick:
-        plan.pause, plan.quiet_limit = 0.5, 3.0
+        plan.quiet_limit = 3.0
     return plan
 
 

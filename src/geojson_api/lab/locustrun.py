@@ -1,11 +1,13 @@
 """Locust as a subprocess: its command line, and its statistics turned into one row.
 
 Locust runs headless with ``--reset-stats``: the statistics cover only the
-time after every user was started. Its JSON file (``--json-file``) holds one
-entry per (request type, name) with a histogram of response times (ms, rounded
-by Locust to two significant digits above 100 ms); its ``_failures.csv`` the
-error messages. Requests still in flight when the run stopped are entries of
-request type ``UNFINISHED`` (see loadtest/locustfile.py).
+time after every user was started, a window the locustfile writes down
+(``--window-file``); requests/s and MB/s are counts over that window. Its JSON
+file (``--json-file``) holds one entry per (request type, name) with a
+histogram of response times (ms, rounded by Locust to two significant digits
+above 100 ms); its ``_failures.csv`` the error messages. Requests still in
+flight when the run stopped are entries of request type ``UNFINISHED`` (see
+loadtest/locustfile.py).
 
 Latency is computed over the completed requests *and* those in flight, the
 latter at the time they had run so far: a lower bound. A figure is marked as a
@@ -40,6 +42,7 @@ def locust_command(locustfile: Path, host: str, scenario: Scenario, prefix: Path
             "--spawn-rate", f"{scenario.spawn_rate:g}", "--run-time", f"{scenario.run_time}s",
             "--reset-stats", "--only-summary", "--stop-timeout", "0",
             "--exit-code-on-error", "0", "--json-file", str(prefix), "--csv", str(prefix),
+            "--window-file", str(_file(prefix, ".window.json")),
             profile.user_class, *profile.locust_args]
 
 
@@ -142,14 +145,6 @@ class LocustResult:
         return self.failures / self.requests if self.requests else None
 
 
-def window(entries: Sequence[Entry]) -> float:
-    """Seconds from the statistics reset to the last request seen (completed or cut)."""
-    active = [e for e in entries if e.requests]
-    if not active:
-        return 0.0
-    return max(e.last for e in active) - min(e.start for e in active)
-
-
 def by_name(entries: Sequence[Entry]) -> dict[str, dict[str, Any]]:
     """Per statistics name (e.g. small, medium, large): counts and latency."""
     names = sorted({e.name for e in entries})
@@ -165,12 +160,14 @@ def by_name(entries: Sequence[Entry]) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def summarize(entries: Sequence[Entry], errors: list[dict[str, Any]]) -> LocustResult:
+def summarize(entries: Sequence[Entry], errors: list[dict[str, Any]],
+              window_s: float) -> LocustResult:
+    """One run's figures; ``window_s`` is the time from the statistics reset to the stop."""
     done = [e for e in entries if e.method != UNFINISHED]
     return LocustResult(
         requests=sum(e.requests for e in done), failures=sum(e.failures for e in done),
         unfinished=sum(e.requests for e in entries if e.method == UNFINISHED),
-        window_s=window(entries), bytes=sum(e.content_bytes for e in entries),
+        window_s=window_s, bytes=sum(e.content_bytes for e in entries),
         latency=latency(entries), by_name=by_name(entries), errors=errors,
     )
 
@@ -185,12 +182,20 @@ def read_failures(path: Path, limit: int = 5) -> list[dict[str, Any]]:
             for r in rows[:limit]]
 
 
-def read_result(prefix: Path) -> LocustResult:
-    """Parse ``<prefix>.json`` and ``<prefix>_failures.csv`` of one run."""
-    path = prefix.with_name(prefix.name + ".json")
+def _read_json(path: Path, what: str) -> Any:
     try:
-        raw = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise LabError(f"Locust wrote no statistics ({path}): {exc}") from exc
-    entries = [Entry.from_json(item) for item in raw]
-    return summarize(entries, read_failures(prefix.with_name(prefix.name + "_failures.csv")))
+        raise LabError(f"Locust wrote no {what} ({path}): {exc}") from exc
+
+
+def read_result(prefix: Path) -> LocustResult:
+    """Parse ``<prefix>.json``, ``<prefix>.window.json`` and ``<prefix>_failures.csv``."""
+    entries = [Entry.from_json(item) for item in _read_json(_file(prefix, ".json"), "statistics")]
+    window = _read_json(_file(prefix, ".window.json"), "window")
+    return summarize(entries, read_failures(_file(prefix, "_failures.csv")),
+                     float(window["stop"]) - float(window["reset"]))
+
+
+def _file(prefix: Path, suffix: str) -> Path:
+    return prefix.with_name(prefix.name + suffix)

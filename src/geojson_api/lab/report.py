@@ -166,10 +166,20 @@ def _value(result: RunResult | None, key: str) -> float | None:
     return None if result is None else getattr(result, key)
 
 
+def _bound(old: RunResult | None, new: RunResult | None, key: str) -> str:
+    """A latency factor from lower bounds is itself a bound (or unknown: "~")."""
+    censored = (old is not None and key in old.censored, new is not None and key in new.censored)
+    return {(True, False): "≥ ", (False, True): "≤ ", (True, True): "~ "}.get(censored, "")
+
+
+def _latency_factor(old: RunResult | None, new: RunResult | None, key: str) -> str:
+    text = factor(_value(old, f"{key}_ms"), _value(new, f"{key}_ms"))
+    return text if text == "-" else _bound(old, new, key) + text
+
+
 def factor_cells(old: RunResult | None, new: RunResult | None) -> list[str]:
     """Times better: latency old / new, throughput new / old."""
-    return [factor(_value(old, "avg_ms"), _value(new, "avg_ms")),
-            factor(_value(old, "p95_ms"), _value(new, "p95_ms")),
+    return [_latency_factor(old, new, "avg"), _latency_factor(old, new, "p95"),
             factor(_value(new, "rps"), _value(old, "rps")),
             factor(_value(new, "mb_per_s"), _value(old, "mb_per_s"))] + ["-"] * 4
 

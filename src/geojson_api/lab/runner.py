@@ -61,7 +61,7 @@ class Plan:
     max_target_rss: int = 4_000_000_000
     start_timeout: float = 180.0
     interval: float = 0.5  # seconds between two samples of the target's tree
-    pause: float = 1.0  # cool-down: always this long ...
+    pause: float = 0.5  # cool-down: always this long ...
     quiet_limit: float = 5.0  # ... then at most this long until the target is idle
 
 

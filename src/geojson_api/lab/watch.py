@@ -120,7 +120,7 @@ def run_client(argv: Sequence[str], log: Path, roots: Sequence[psutil.Process], 
                interval: float, guard: Guard | None = None) -> Watched:
     """Run a load generator to its end (its output goes to ``log``); it is always reaped."""
     watched = Watched(idle=sample_tree(roots))
-    with open(log, "ab") as out:
+    with open(log, "wb") as out:
         client = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out,
                                   stderr=subprocess.STDOUT, process_group=0,
                                   preexec_fn=die_with_parent)
