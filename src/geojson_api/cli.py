@@ -11,6 +11,7 @@ Public forms (scripts and docs rely on them)::
                              [--cache-dir DIR]
     geojson-api stack up|down|status [--data DIR] [--port PORT] [--instances N] [--run-dir DIR]
     geojson-api bench [--quick] [--out DIR] [--targets LIST] [--scenarios LIST] [--measure S]
+    geojson-api profile DIR [--match TEXT] [--sort cumulative|tottime] [--limit N]
 """
 
 from __future__ import annotations
@@ -264,6 +265,32 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     bench.set_defaults(func=cmd_bench)
 
 
+# -- profiles ------------------------------------------------------------------
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from .profiling import profiles, summary
+
+    files = profiles(Path(args.dir), args.match)
+    if not files:
+        print(f"no profile matching {args.match!r} in {args.dir} (serve with "
+              "GEOJSON_API_PROFILE_DIR set, then send requests)", file=sys.stderr)
+        return 1
+    sys.stdout.write(summary(files, args.sort, args.limit))
+    return 0
+
+
+def _add_profile(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    prof = sub.add_parser("profile", help="add up the per-request profiles of a folder")
+    prof.add_argument("dir", metavar="DIR", help="GEOJSON_API_PROFILE_DIR of a server")
+    prof.add_argument("--match", default="", metavar="TEXT",
+                      help="only files whose name holds TEXT, e.g. GET.geojson.small")
+    prof.add_argument("--sort", default="cumulative", choices=["cumulative", "tottime"],
+                      help="order of the functions (default %(default)s)")
+    prof.add_argument("--limit", type=int, default=25, metavar="N",
+                      help="functions shown (default %(default)s)")
+    prof.set_defaults(func=cmd_profile)
+
+
 # -- settings ----------------------------------------------------------------
 
 def cmd_settings(args: argparse.Namespace) -> int:
@@ -345,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     stk.set_defaults(func=cmd_stack)
 
     _add_bench(sub)
+    _add_profile(sub)
 
     settings = sub.add_parser("settings", help="show the settings and their current values")
     settings.add_argument("--markdown", action="store_true", help="print the README table")
