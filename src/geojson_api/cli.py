@@ -262,6 +262,8 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     bench.add_argument("--max-target-rss", type=int, default=4000, metavar="MB",
                        help="stop a run when the target's processes pass this RSS "
                             "(default %(default)s)")
+    bench.add_argument("--rebuild", action="store_true",
+                       help="run nothing: rewrite the report and graphs from OUT/runs.json")
     bench.set_defaults(func=cmd_bench)
 
 

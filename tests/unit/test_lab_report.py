@@ -125,6 +125,17 @@ def test_write_report_round_trips(tmp_path: Path) -> None:
     assert "![Latency vs users](latency-vs-users.png)" in (tmp_path / "report.md").read_text()
 
 
+def test_rebuild_rewrites_the_report_from_runs_json(tmp_path: Path) -> None:
+    require_module("matplotlib")
+    from geojson_api.cli import main
+
+    report.write_report(tmp_path, meta(), RESULTS)
+    (tmp_path / "report.md").unlink()
+    assert main(["bench", "--rebuild", "--out", str(tmp_path)]) == 0
+    assert "## Table 3" in (tmp_path / "report.md").read_text()
+    assert main(["bench", "--rebuild", "--out", str(tmp_path / "none")]) == 1
+
+
 @pytest.mark.parametrize("key", ["avg_ms", "rps"])
 def test_graph_series_leave_out_missing_values(key: str) -> None:
     from geojson_api.lab.graphs import series

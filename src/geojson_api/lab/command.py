@@ -14,6 +14,7 @@ from pathlib import Path
 from . import LabError
 from .matrix import TARGETS, full_matrix, quick_matrix, select, with_measure
 from .procs import Interrupted, install_signal_handlers
+from .report import load, write_report
 from .runner import Plan, missing_tools, run
 
 MB = 1_000_000
@@ -53,7 +54,20 @@ def plan_from(args: argparse.Namespace) -> Plan:
     return plan
 
 
+def rebuild(out: Path) -> int:
+    """Rewrite the report and the graphs from ``out/runs.json`` (no run)."""
+    try:
+        meta, results = load(out / "runs.json")
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"geojson-api bench: cannot read {out / 'runs.json'}: {exc}", file=sys.stderr)
+        return 1
+    print("report: " + ", ".join(str(p) for p in write_report(out, meta, results)))
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.rebuild:
+        return rebuild(Path(args.out))
     try:
         plan = plan_from(args)
     except ValueError as exc:
