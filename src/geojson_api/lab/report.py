@@ -58,9 +58,10 @@ METHOD = """\
 - Latency is timed to the last byte of the body. Statistics are reset once all
   users run (after the ramp). A request still in flight when a run stops is
   counted as *in flight*, with the time it had run so far; a latency figure that
-  these requests could move is shown as a lower bound, "≥". Errors are failed
-  requests (connection errors, HTTP errors, bodies cut short) over completed
-  requests.
+  these requests could move is shown as a lower bound, "≥". A factor between
+  two figures of which one is a bound is itself a bound ("≥", "≤"); between
+  two bounds it is only indicative ("~"). Errors are failed requests
+  (connection errors, HTTP errors, bodies cut short) over completed requests.
 - **Peak CPU** is the highest use of the target's whole process tree between two
   samples {interval} s apart, in % of one core (200 % = both cores); **peak
   RSS** is the tree's summed RSS (shared pages counted in every process), with

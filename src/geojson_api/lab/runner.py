@@ -61,8 +61,8 @@ class Plan:
     max_target_rss: int = 4_000_000_000
     start_timeout: float = 180.0
     interval: float = 0.5  # seconds between two samples of the target's tree
-    pause: float = 0.5  # cool-down: always this long ...
-    quiet_limit: float = 5.0  # ... then at most this long until the target is idle
+    pause: float = 0.25  # cool-down: always this long ...
+    quiet_limit: float = 4.0  # ... then at most this long until the target is idle
 
 
 @dataclass

@@ -121,15 +121,18 @@ def memory_stats(idle: TreeSample, samples: Sequence[TreeSample]) -> MemoryStats
     )
 
 
-def peak_cpu_percent(idle: TreeSample, samples: Sequence[TreeSample]) -> float:
-    """Highest CPU use between two consecutive samples, in % of one core (like top)."""
+def peak_cpu_percent(idle: TreeSample, samples: Sequence[TreeSample],
+                     min_seconds: float = 0.4) -> float:
+    """Highest CPU use over any stretch of at least ``min_seconds`` between samples, in %
+    of one core (like top). The kernel counts CPU time in ticks of 10 ms, so shorter
+    stretches (the last sample comes right after the client exits) would be noise."""
     peak = 0.0
     previous = idle
     for sample in samples:
         elapsed = sample.at - previous.at
-        if elapsed > 0:
+        if elapsed >= min_seconds:
             peak = max(peak, 100 * (sample.cpu_seconds - previous.cpu_seconds) / elapsed)
-        previous = sample
+            previous = sample
     return peak
 
 
