@@ -26,7 +26,7 @@ def row(index: int, target: str, users: int, profile: str, client: str = "locust
         mb_per_s=1000.0, avg_ms=100.0, p50_ms=90.0, p95_ms=200.0, p99_ms=300.0,
         max_ms=400.0, target_idle_rss=40_000_000, target_peak_rss=60_000_000,
         target_peak_cpu=150.0, target_avg_cpu=80.0, target_processes=3,
-        client_avg_cpu=50.0, client_peak_cpu=90.0, loadavg=0.5)
+        client_avg_cpu=50.0, client_peak_cpu=90.0, other_cpu=12.0, loadavg=0.5)
     values.update(overrides)
     return RunResult(**values)
 
@@ -104,6 +104,7 @@ def test_error_rates_at_300_users_and_guard_notes() -> None:
     assert "| small | 3.1 % (4 in flight) | 0 % (0 in flight) |" in section
     assert "#1 200u-large · devserver: target RSS 4,100 MB passed the limit" in text
     assert "#1 200u-large · devserver: 2x ConnectionResetError(104)" in text
+    assert "client CPU avg / peak | others' CPU |" in text and "| 50 / 90 % | 12 % |" in text
     assert "INCOMPLETE" not in text
     assert "**INCOMPLETE RUN**: interrupted" in report.document(meta(False), RESULTS)
 

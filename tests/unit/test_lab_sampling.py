@@ -11,6 +11,7 @@ import pytest
 
 from geojson_api.lab import LabError
 from geojson_api.lab.sampling import TreeSample, memory_stats, peak_cpu_percent, sample_tree
+from geojson_api.lab.watch import Watched
 
 
 def sample(at: float, cpu: float, rss: int = 1000) -> TreeSample:
@@ -26,6 +27,16 @@ def test_peak_cpu_ignores_stretches_too_short_for_the_kernels_ticks() -> None:
     # The last sample 5 ms after the one before: one 10 ms tick would read as 200 %.
     samples = [sample(0.5, 0.25), sample(0.505, 0.26)]
     assert peak_cpu_percent(sample(0.0, 0.0), samples) == pytest.approx(50.0)
+
+
+def test_others_cpu_is_what_the_machine_did_besides_target_client_and_lab() -> None:
+    watched = Watched(idle=sample(0.0, 10.0), samples=[sample(2.0, 11.5)],
+                      client_cpu_seconds=0.8, machine_busy_seconds=3.0,
+                      sampler_cpu_seconds=0.1)
+    assert watched.target_cpu_seconds == pytest.approx(1.5)
+    assert watched.other_cpu_seconds == pytest.approx(0.6)
+    assert Watched(idle=sample(0.0, 0.0), machine_busy_seconds=0.1,
+                   client_cpu_seconds=0.5).other_cpu_seconds == 0.0
 
 
 def test_sample_tree_follows_children_and_memory_growth() -> None:

@@ -68,8 +68,11 @@ METHOD = """\
   its idle value before the run. **Client CPU** is the load generator's own
   average: near 100 % a Locust process (one core) is the bottleneck.
 - The load generator and the targets share the same {nproc} cores, and so do
-  other jobs of this machine (load average before each run is in the JSON).
-  Compare figures side by side within one run, not across runs.
+  other jobs of this machine. **Others' CPU** is the machine's busy time during
+  a run that was neither the target's, the client's nor the lab's: other jobs,
+  and kernel work charged to no process (part of loopback networking). When it
+  is high, the run measured a crowded machine. The load average before each run
+  is in the JSON. Compare figures side by side within one run, not across runs.
 - A run is **stopped by the memory guard** when the target's tree passes
   {guard:,.0f} MB of RSS (or the machine runs short of memory); its figures
   cover the time until then.
@@ -273,13 +276,13 @@ def errors_at(results: Sequence[RunResult], users: int) -> str:
 def matrix_table(results: Sequence[RunResult]) -> str:
     header = ["Users", "Target", "#", "avg ms", "p50 ms", "p95 ms", "p99 ms", "req/s", "MB/s",
               "errors", "in flight", "peak CPU", "peak RSS MB (idle)", "client CPU avg / peak",
-              "load"]
+              "others' CPU"]
     rows = [[str(r.users), r.target + (" ⚠" if r.stopped_by_guard else ""), str(r.index),
              latency(r, "avg"), latency(r, "p50"), latency(r, "p95"), latency(r, "p99"),
              fmt(r.rps), fmt(r.mb_per_s), pct(r.error_rate), str(r.unfinished),
              f"{r.target_peak_cpu:.0f} %",
              f"{mb(r.target_peak_rss)} ({mb(r.target_idle_rss)})",
-             f"{r.client_avg_cpu:.0f} / {r.client_peak_cpu:.0f} %", f"{r.loadavg:.2f}"]
+             f"{r.client_avg_cpu:.0f} / {r.client_peak_cpu:.0f} %", f"{r.other_cpu:.0f} %"]
             for r in sorted(results, key=lambda r: (r.users, TARGETS.index(r.target)
                                                      if r.target in TARGETS else 99))]
     return table(header, rows, text_columns=2)

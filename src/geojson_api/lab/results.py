@@ -64,6 +64,7 @@ class RunResult:
     target_processes: int = 0
     client_avg_cpu: float = 0.0
     client_peak_cpu: float = 0.0
+    other_cpu: float = 0.0  # everything else on the machine meanwhile (shared machine)
     loadavg: float = 0.0
     stopped_by_guard: str | None = None
     by_name: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -83,11 +84,12 @@ def _process_figures(watched: Watched) -> dict[str, Any]:
     wall = watched.wall_seconds or 1.0
     last = watched.samples[-1] if watched.samples else watched.idle
     return {
+        "other_cpu": 100 * watched.other_cpu_seconds / wall,
         "target_idle_rss": watched.idle.total_rss,
         "target_peak_rss": max([watched.idle.total_rss,
                                 *(s.total_rss for s in watched.samples)]),
         "target_peak_cpu": peak_cpu_percent(watched.idle, watched.samples),
-        "target_avg_cpu": 100 * (last.cpu_seconds - watched.idle.cpu_seconds) / wall,
+        "target_avg_cpu": 100 * watched.target_cpu_seconds / wall,
         "target_processes": len(last.rss),
         "client_avg_cpu": 100 * watched.client_cpu_seconds / wall,
         "client_peak_cpu": watched.client_peak_cpu_percent,

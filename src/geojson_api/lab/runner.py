@@ -227,7 +227,7 @@ def describe(result: RunResult) -> str:
             f"avg {_num(result.avg_ms)} ms, p95 {_num(result.p95_ms)} ms, "
             f"errors {_pct(result.error_rate)}, in flight {result.unfinished}, "
             f"target {result.target_peak_cpu:.0f} % CPU / {result.target_peak_rss / 1e6:,.0f} MB, "
-            f"client {result.client_avg_cpu:.0f} % CPU{guard}")
+            f"client {result.client_avg_cpu:.0f} % CPU, others {result.other_cpu:.0f} %{guard}")
 
 
 def _num(value: float | None) -> str:

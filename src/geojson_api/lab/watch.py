@@ -23,7 +23,7 @@ import psutil
 
 from . import LabError
 from .procs import die_with_parent
-from .sampling import TreeSample, sample_tree
+from .sampling import TreeSample, sample_tree, system_busy_seconds
 
 MB = 1e6
 
@@ -57,10 +57,23 @@ class Watched:
     client_peak_cpu_percent: float = 0.0  # % of one core, highest between two samples
     stopped_by_guard: str | None = None
     returncode: int | None = None
+    machine_busy_seconds: float = 0.0  # CPU time of the whole machine (all cores)
+    sampler_cpu_seconds: float = 0.0  # the lab's own, sampling
 
     @property
     def wall_seconds(self) -> float:
         return self.samples[-1].at - self.idle.at if self.samples else 0.0
+
+    @property
+    def target_cpu_seconds(self) -> float:
+        return self.samples[-1].cpu_seconds - self.idle.cpu_seconds if self.samples else 0.0
+
+    @property
+    def other_cpu_seconds(self) -> float:
+        """CPU used meanwhile by anything but the target, the client and the lab: other
+        jobs on a shared machine, and kernel work charged to no process."""
+        return max(self.machine_busy_seconds - self.target_cpu_seconds
+                   - self.client_cpu_seconds - self.sampler_cpu_seconds, 0.0)
 
 
 class _ClientCpu:
@@ -119,6 +132,7 @@ def watch(client: subprocess.Popen[bytes], watched: Watched, roots: Sequence[psu
 def run_client(argv: Sequence[str], log: Path, roots: Sequence[psutil.Process], limit: float,
                interval: float, guard: Guard | None = None) -> Watched:
     """Run a load generator to its end (its output goes to ``log``); it is always reaped."""
+    busy, own = system_busy_seconds(), time.process_time()
     watched = Watched(idle=sample_tree(roots))
     with open(log, "wb") as out:
         client = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out,
@@ -130,4 +144,6 @@ def run_client(argv: Sequence[str], log: Path, roots: Sequence[psutil.Process], 
         if client.returncode is None:
             client.kill()
             client.wait()
+    watched.machine_busy_seconds = system_busy_seconds() - busy
+    watched.sampler_cpu_seconds = time.process_time() - own
     return watched
