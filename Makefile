@@ -2,7 +2,9 @@
 #   make run    serve sample data on http://127.0.0.1:8000/ (no Redis, no Nginx)
 #   make test   create the venv, install what is missing, run lint and every test
 #   make lint   ruff + mypy
-#   make bench  whole-file benchmark against nginx (loadtest/wholefile.py)
+#   make bench  the load-test lab: the study's scenarios on every target, report
+#               in var/bench (geojson-api bench; BENCH_ARGS=--quick for a smoke run)
+#   make bench-wholefile  whole-file delivery against nginx, wrk (loadtest/wholefile.py)
 #   make bench-features  OGC API - Features vs pygeoapi and tipg (loadtest/features.py;
 #               installs the peers first with loadtest/peers/setup, as root)
 #   make docs   refresh the README configuration table from the settings table
@@ -12,8 +14,9 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 DATA   ?= var/data
 BIND   ?= 127.0.0.1:8000
+BENCH_ARGS ?=
 
-.PHONY: run test lint bench bench-features docs system-deps clean
+.PHONY: run test lint bench bench-wholefile bench-features docs system-deps clean
 
 # The venv sees the system's site-packages: what the machine already has is
 # reused and only what is missing is downloaded (a machine whose Python already
@@ -37,6 +40,9 @@ test: $(BIN)/.installed system-deps lint
 	$(BIN)/python -m pytest
 
 bench: $(BIN)/.installed system-deps
+	$(BIN)/geojson-api bench --out var/bench $(BENCH_ARGS)
+
+bench-wholefile: $(BIN)/.installed system-deps
 	$(BIN)/python loadtest/wholefile.py
 
 bench-features: $(BIN)/.installed system-deps

@@ -104,11 +104,10 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
-import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -119,51 +118,37 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchkit import (  # the folder of this script is not a package
-    GB,
-    HOST,
-    SAMPLE_INTERVAL,
-    WRK_THREADS,
-    WRK_TIMEOUT,
-    BenchmarkError,
+from geojson_api.lab import LabError
+from geojson_api.lab.machine import machine_info
+from geojson_api.lab.procs import (
     Interrupted,
-    MemoryStats,
-    Server,
     Supervisor,
-    WrkStats,
-    base_machine_info,
-    descendants_of,
     die_with_parent,
-    dist_version,
-    first_line,
-    fmt,
-    fmt_mb,
-    free_port,
-    http_get,
     install_signal_handlers,
-    interrupt_with_parent,
-    log_tail,
-    markdown_table,
-    median,
-    memory_stats,
-    parse_wrk,
-    read_or_none,
-    run_wrk,
-    running,
-    sample_tree,
-    spawn,
-    system_busy_seconds,
-    wait_until_answering,
-    wait_until_quiet,
-    wrk_command,
 )
+from geojson_api.lab.sampling import MemoryStats, memory_stats, sample_tree, system_busy_seconds
+from geojson_api.lab.stacktarget import StackServer, read_text, start_stack
+from geojson_api.lab.targets import (
+    PythonServer,
+    Target,
+    bare_server,
+    gunicorn_server,
+    python_command,
+    start_nginx,
+    start_python,
+    wait_until_quiet,
+    warm_up,
+)
+from geojson_api.lab.watch import Watched, run_client
+from geojson_api.lab.wrk import WRK_THREADS, WRK_TIMEOUT, WrkStats, parse_wrk, wrk_command
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TARGETS = ("nginx", "gthread", "gevent", "bare", "stack")
 DATASETS = ("small", "medium", "large")
+SAMPLE_INTERVAL = 0.2  # seconds between two samples of the target's process tree
+MB = 1e6
+GB = 1e9
+BenchmarkError = LabError  # a target failed to start or died, or wrk could not connect
 
 
 @dataclass(frozen=True)
@@ -184,316 +169,26 @@ SCENARIOS = (
 )
 
 
-# -- targets ---------------------------------------------------------------------------
+# -- targets and wrk (shared with the load-test lab, geojson_api.lab) --------------------
 
-
-@dataclass
-class Target:
-    """A server under test, listening on its own loopback port."""
-
-    name: str
-    port: int
-    server: Server
-    startup_seconds: float = 0.0
-
-    def url(self, dataset: str) -> str:
-        return f"http://{HOST}:{self.port}/geojson/{dataset}"
-
-    def tree_roots(self) -> list[psutil.Process]:
-        """Every root of the target's process trees; fails if a part has exited."""
-        self.server.check_alive()
-        return self.server.roots()
-
-
-def _nginx_quote(path: Path, suffix: str = "") -> str:
-    """``path`` as a quoted nginx string; ``suffix`` may hold nginx variables."""
-    text = str(path)
-    if any(c in text for c in '"\\$\n'):
-        raise BenchmarkError(f"path {text!r} cannot be used in an nginx config")
-    return f'"{text}{suffix}"'
-
-
-def _nginx_temp_paths(workdir: Path) -> list[str]:
-    """Temp paths of the modules this nginx build has (no root-owned default paths)."""
-    build = subprocess.run(["nginx", "-V"], capture_output=True, text=True).stderr
-    lines = [f"client_body_temp_path {_nginx_quote(workdir / 'client_body')};"]
-    for module in ("proxy", "fastcgi", "uwsgi", "scgi"):
-        if f"--without-http_{module}_module" not in build:
-            lines.append(f"{module}_temp_path {_nginx_quote(workdir / module)};")
-    return lines
-
-
-def nginx_config(workdir: Path, data_dir: Path, port: int) -> str:
-    """A self-contained nginx config: every path it writes is inside ``workdir``."""
-    # As root, workers would switch to "nobody", who may not read the data folder.
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    temp_paths = "\n".join("    " + line for line in _nginx_temp_paths(workdir))
-    alias = _nginx_quote(data_dir, "/$1.geojson")
-    return f"""{user}worker_processes auto;
-daemon off;
-master_process on;
-pid {_nginx_quote(workdir / "nginx.pid")};
-error_log {_nginx_quote(workdir / "error.log")} warn;
-
-events {{
-    worker_connections 1024;
-}}
-
-http {{
-    access_log off;
-{temp_paths}
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 100000;
-    keepalive_timeout 65;
-    open_file_cache max=100;
-
-    server {{
-        listen {HOST}:{port};
-        location ~ ^/geojson/([A-Za-z0-9_.-]+)$ {{
-            alias {alias};
-            default_type application/geo+json;
-        }}
-        location / {{
-            return 404;
-        }}
-    }}
-}}
-"""
-
-
-def start_nginx(supervisor: Supervisor, workdir: Path, data_dir: Path,
-                timeout: float) -> Target:
-    nginx_dir = workdir / "nginx"
-    nginx_dir.mkdir()
-    port = free_port()
-    conf = nginx_dir / "nginx.conf"
-    conf.write_text(nginx_config(nginx_dir, data_dir, port))
-    argv = ["nginx", "-p", str(nginx_dir), "-e", str(nginx_dir / "error.log"), "-c", str(conf)]
-    child = supervisor.start("nginx", argv, nginx_dir / "error.log")
-    target = Target("nginx", port, child)
-    # Any HTTP answer (the catch-all 404) means nginx listens; warm_up checks the files.
-    target.startup_seconds = wait_until_answering(
-        child, f"http://{HOST}:{port}/", lambda status: status is not None, timeout
-    )
-    return target
-
-
-def geojson_api_command() -> list[str]:
-    found = shutil.which("geojson-api")
-    return [found] if found else [sys.executable, "-m", "geojson_api"]
-
-
-def app_command(name: str, data_dir: Path, port: int, app_args: Sequence[str]) -> list[str]:
-    """``geojson-api serve`` for gthread and gevent; for ``bare``, Gunicorn with the
-    same config (gthread) around the do-nothing WSGI app of ``bare_wsgi.py``."""
+def app_server(name: str, data_dir: Path, app_args: Sequence[str]) -> PythonServer:
+    """``geojson-api serve`` with worker class ``name``, or the ``bare`` WSGI app."""
     if name == "bare":
-        return [sys.executable, "-m", "gunicorn", "-c", "python:geojson_api.gunicorn_conf",
-                "--bind", f"{HOST}:{port}", "--worker-class", "gthread",
-                "--pythonpath", str(Path(__file__).resolve().parent), *app_args,
-                "bare_wsgi:app"]
-    return [*geojson_api_command(), "serve", "--data", str(data_dir),
-            "--bind", f"{HOST}:{port}", "--worker-class", name, *app_args]
+        return bare_server(app_args)
+    return gunicorn_server(name, data_dir, ["--worker-class", name, *app_args])
 
 
-def start_app(supervisor: Supervisor, worker_class: str, workdir: Path, data_dir: Path,
-              app_args: Sequence[str], timeout: float) -> Target:
-    port = free_port()
-    argv = app_command(worker_class, data_dir, port, app_args)
-    env = {**os.environ, "GEOJSON_API_ACCESS_LOG": "", "GEOJSON_API_DATA_DIR": str(data_dir)}
-    log = workdir / f"{worker_class}.log"
-    child = supervisor.start(worker_class, argv, log, env)
-    target = Target(worker_class, port, child)
-    ready = "/geojson/small" if worker_class == "bare" else "/readyz"
-    target.startup_seconds = wait_until_answering(
-        child, f"http://{HOST}:{port}{ready}", lambda status: status == 200, timeout
-    )
-    return target
-
-
-# -- the production-like stack ---------------------------------------------------------
-
-STACK_INSTANCES = 2
-STACK_OFFLOAD = "nginx"
-# wrk is one client address: lift the per-address rate limit of the stack's nginx. The
-# app's access log is off like for the other targets (nginx's JSON one cannot be).
-STACK_ENV = {"GEOJSON_API_NGINX_RATE": "1000000r/s", "GEOJSON_API_NGINX_BURST": "1000000",
-             "GEOJSON_API_ACCESS_LOG": ""}
-# `stack down` stops the parts one after the other, each within 30 s (then SIGKILL).
-STACK_STOP_TIMEOUT = 150.0
-
-
-@dataclass
-class StackPart:
-    """One process of the stack, as recorded in stack.json."""
-
-    name: str
-    port: int
-    process: psutil.Process  # psutil refuses to act on a PID that was reused
-
-
-class Stack:
-    """The stack of ``geojson-api stack up``: detached processes, each in its own session.
-
-    They outlive ``stack up`` and are not our children, so they are followed by
-    PID: the parts recorded in ``stack.json`` and every descendant seen so far
-    (including whatever ``stack up`` had started when it was still running).
-    """
-
-    def __init__(self, name: str, run_dir: Path, log: Path) -> None:
-        self.name = name
-        self.run_dir = run_dir
-        self.log = log
-        self.parts: list[StackPart] = []
-        self.url: str | None = None
-        self.seen: set[psutil.Process] = set()
-        self._up: subprocess.Popen[bytes] | None = None
-
-    def command(self, action: str, *args: str) -> list[str]:
-        return [*geojson_api_command(), "stack", action, "--run-dir", str(self.run_dir), *args]
-
-    def up(self, data_dir: Path, port: int, timeout: float) -> None:
-        """Run ``stack up`` (bounded by ``timeout``) and read what it started."""
-        argv = self.command("up", "--data", str(data_dir), "--port", str(port),
-                            "--instances", str(STACK_INSTANCES), "--offload", STACK_OFFLOAD)
-        print(f"  {' '.join(argv)}\n  (run folder {self.run_dir})", flush=True)
-        # SIGINT if this script dies: `stack up` then stops the parts it started.
-        self._up = spawn(argv, self.log, {**os.environ, **STACK_ENV},
-                         on_parent_death=interrupt_with_parent)
-        deadline = time.monotonic() + timeout
-        while self._up.poll() is None:
-            self.seen.update(descendants_of(self._up.pid))
-            if time.monotonic() > deadline:
-                self._interrupt_up()
-                raise BenchmarkError(f"`stack up` did not finish in {timeout:.0f} s; end of "
-                                     f"its log:\n{log_tail(self.log)}")
-            time.sleep(0.2)
-        if self._up.returncode != 0:
-            raise BenchmarkError(f"`stack up` exited with code {self._up.returncode}; end of "
-                                 f"its log:\n{log_tail(self.log)}")
-        self._read_state(port)
-        self.remember_descendants()
-
-    def _read_state(self, port: int) -> None:
-        try:
-            state = json.loads((self.run_dir / "stack.json").read_text())
-            self.url = str(state["url"])
-            recorded = [(str(p["name"]), int(p["pid"]), int(p["port"]), str(p["argv0"]))
-                        for p in state["parts"]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise BenchmarkError(f"cannot read {self.run_dir / 'stack.json'}: {exc}") from exc
-        problems = []
-        for name, pid, part_port, argv0 in recorded:
-            try:
-                process = psutil.Process(pid)
-                cmdline = " ".join(process.cmdline())
-            except psutil.Error:
-                problems.append(f"stack part {name} (pid {pid}) is not running")
-                continue
-            if argv0 not in cmdline:  # what `stack down` checks too
-                problems.append(f"stack part {name}: pid {pid} runs {cmdline!r}")
-                continue
-            self.parts.append(StackPart(name, part_port, process))
-            self.seen.add(process)
-        if self.url != f"http://{HOST}:{port}":
-            problems.append(f"`stack up` serves {self.url}, expected port {port}")
-        if problems:
-            raise BenchmarkError("; ".join(problems))
-
-    def _interrupt_up(self) -> None:
-        """SIGINT a running ``stack up``: it stops what it started; SIGKILL if it hangs."""
-        if self._up is None or self._up.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            self._up.send_signal(signal.SIGINT)
-        try:
-            self._up.wait(STACK_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self._up.kill()
-            self._up.wait()
-
-    def remember_descendants(self) -> None:
-        for part in self.parts:
-            if running(part.process):
-                self.seen.update(descendants_of(part.process.pid))
-
-    def check_alive(self) -> None:
-        for part in self.parts:
-            if not running(part.process):
-                raise BenchmarkError(
-                    f"stack part {part.name} (pid {part.process.pid}) exited; end of its log:\n"
-                    f"{log_tail(self.run_dir / f'{part.name}.log')}"
-                )
-
-    def roots(self) -> list[psutil.Process]:
-        return [part.process for part in self.parts]
-
-    def describe(self) -> str:
-        return "pids " + ", ".join(f"{p.name} {p.process.pid}" for p in self.parts)
-
-    def stop(self) -> None:
-        """``stack down``; then SIGKILL, by PID, whatever of the stack still runs."""
-        self._interrupt_up()
-        self.remember_descendants()
-        if (self.run_dir / "stack.json").exists():
-            self._down()
-        self.remember_descendants()  # a part's workers, should `stack down` have failed
-        leftovers = []
-        for process in self.seen:
-            if running(process):
-                with contextlib.suppress(psutil.Error):  # psutil checks for PID reuse
-                    process.kill()
-                    leftovers.append(process.pid)
-        if leftovers:
-            print(f"{self.name}: killed leftover processes {sorted(leftovers)}", file=sys.stderr)
-
-    def _down(self) -> None:
-        with open(self.log, "ab") as out:
-            try:
-                done = subprocess.run(self.command("down"), stdin=subprocess.DEVNULL,
-                                      stdout=out, stderr=subprocess.STDOUT,
-                                      timeout=STACK_STOP_TIMEOUT, process_group=0)
-            except subprocess.TimeoutExpired:
-                print(f"{self.name}: `stack down` did not finish in {STACK_STOP_TIMEOUT:.0f} s",
-                      file=sys.stderr)
-                return
-        if done.returncode != 0:
-            print(f"{self.name}: `stack down` exited with code {done.returncode}; end of its "
-                  f"log:\n{log_tail(self.log)}", file=sys.stderr)
-
-    def record(self) -> dict[str, Any]:
-        """For the JSON results: the parts, the settings given and nginx's configuration."""
-        nginx_dir = self.run_dir / "nginx"
-        return {
-            "url": self.url, "instances": STACK_INSTANCES, "offload": STACK_OFFLOAD,
-            "env": STACK_ENV,
-            "parts": [{"name": p.name, "pid": p.process.pid, "port": p.port}
-                      for p in self.parts],
-            "nginx_conf": read_or_none(nginx_dir / "nginx.conf"),
-            "site_conf": read_or_none(nginx_dir / "geojson-api.conf"),
-        }
-
-
-def start_stack(supervisor: Supervisor, workdir: Path, data_dir: Path,
-                timeout: float) -> Target:
-    port = free_port()
-    started = time.monotonic()
-    stack = Stack("stack", workdir / "stack", workdir / "stack.log")
-    supervisor.groups.append(stack)  # registered before anything can fail
-    stack.up(data_dir, port, timeout)
-    return Target("stack", port, stack, startup_seconds=time.monotonic() - started)
-
-
-def warm_up(target: Target, data_dir: Path, datasets: Iterable[str]) -> None:
-    """One GET of each file, checking that the whole file comes back."""
-    for dataset in datasets:
-        expected = (data_dir / f"{dataset}.geojson").stat().st_size
-        status, size = http_get(target.url(dataset))
-        if status != 200 or size != expected:
-            raise BenchmarkError(
-                f"{target.name}: GET {target.url(dataset)} gave status {status} and "
-                f"{size} bytes, expected 200 and {expected} bytes"
-            )
+def run_wrk(command: Sequence[str], roots: Sequence[Any], limit: float,
+            ) -> tuple[str, Watched]:
+    """wrk's output and what the server trees did meanwhile; wrk is always reaped."""
+    with tempfile.TemporaryDirectory(prefix="wrk-") as tmp:
+        log = Path(tmp) / "wrk.log"
+        watched = run_client(command, log, roots, limit, SAMPLE_INTERVAL)
+        text = log.read_text(errors="replace")
+    if watched.returncode != 0:
+        reason = "could not connect" if "unable to connect" in text else "failed"
+        raise BenchmarkError(f"wrk {reason} (exit code {watched.returncode}): {text.strip()}")
+    return text, watched
 
 
 # -- one run ---------------------------------------------------------------------------
@@ -550,9 +245,9 @@ def drive(target: Target, scenario: Scenario, duration: int, round_no: int,
     roots = target.tree_roots()
     command = wrk_command(target.url(scenario.dataset), scenario.connections, duration)
     loadavg = os.getloadavg()
-    idle = sample_tree(roots)
     busy_before, own_before = system_busy_seconds(), time.process_time()
-    output, samples, wrk_cpu = run_wrk(command, roots, limit=duration + 90)
+    output, watched = run_wrk(command, roots, limit=duration + 90)
+    idle, samples, wrk_cpu = watched.idle, watched.samples, watched.client_cpu_seconds
     busy = system_busy_seconds() - busy_before
     sampler_cpu = time.process_time() - own_before
     target.server.check_alive()
@@ -574,6 +269,11 @@ def drive(target: Target, scenario: Scenario, duration: int, round_no: int,
 
 
 # -- aggregation -----------------------------------------------------------------------
+
+def _median(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
 
 @dataclass
 class Summary:
@@ -606,9 +306,9 @@ def summarize_one(scenario: str, target: str, runs: Sequence[Run]) -> Summary:
     throughput = [r.wrk.mb_per_s for r in runs]
     return Summary(
         scenario=scenario, target=target, rounds=len(runs),
-        mb_per_s=median(throughput), mb_per_s_min=min(throughput), mb_per_s_max=max(throughput),
-        requests_per_s=median(r.wrk.requests_per_s for r in runs), vs_nginx=None,
-        latency_ms={k: median(r.wrk.latency_ms[k] for r in runs) for k in runs[0].wrk.latency_ms},
+        mb_per_s=_median(throughput), mb_per_s_min=min(throughput), mb_per_s_max=max(throughput),
+        requests_per_s=_median(r.wrk.requests_per_s for r in runs), vs_nginx=None,
+        latency_ms={k: _median(r.wrk.latency_ms[k] for r in runs) for k in runs[0].wrk.latency_ms},
         socket_errors={k: sum(r.wrk.socket_errors[k] for r in runs)
                        for k in runs[0].wrk.socket_errors},
         non_2xx_3xx=sum(r.wrk.non_2xx_3xx for r in runs),
@@ -617,17 +317,17 @@ def summarize_one(scenario: str, target: str, runs: Sequence[Run]) -> Summary:
         rss_growth=max(r.memory.growth_total for r in runs),
         worker_rss_growth=max(r.memory.worker_growth_max for r in runs),
         new_processes=sum(r.memory.new_processes for r in runs),
-        cpu_s_per_gb=median(r.cpu_s_per_gb for r in runs),
-        cpu_s_per_1k_requests=median(r.cpu_s_per_1k_requests for r in runs),
-        server_cores=median(r.cores(r.server_cpu_seconds) for r in runs),
-        wrk_cores=median(r.cores(r.wrk_cpu_seconds) for r in runs),
-        other_cores=median(r.cores(r.other_cpu_seconds) for r in runs),
+        cpu_s_per_gb=_median(r.cpu_s_per_gb for r in runs),
+        cpu_s_per_1k_requests=_median(r.cpu_s_per_1k_requests for r in runs),
+        server_cores=_median(r.cores(r.server_cpu_seconds) for r in runs),
+        wrk_cores=_median(r.cores(r.wrk_cpu_seconds) for r in runs),
+        other_cores=_median(r.cores(r.other_cpu_seconds) for r in runs),
     )
 
 
 def summarize(runs: Sequence[Run], scenarios: Sequence[Scenario],
               targets: Sequence[str]) -> list[Summary]:
-    summaries = []
+    summaries: list[Summary] = []
     for scenario in scenarios:
         rows = {
             t: summarize_one(scenario.name, t, chosen)
@@ -642,21 +342,30 @@ def summarize(runs: Sequence[Run], scenarios: Sequence[Scenario],
     return summaries
 
 
-# -- machine information ---------------------------------------------------------------
-
-def machine_info() -> dict[str, Any]:
-    return {
-        **base_machine_info(),
-        "geojson_api": dist_version("geojson-api"),
-        "gunicorn": dist_version("gunicorn"),
-        "gevent": dist_version("gevent"),
-        "nginx": first_line(["nginx", "-v"]),
-        "redis": first_line(["redis-server", "--version"]),
-        "geojson_api_env": {k: v for k, v in os.environ.items() if k.startswith("GEOJSON_API_")},
-    }
-
-
 # -- reports ---------------------------------------------------------------------------
+
+def fmt(value: float | None, unit: str = "") -> str:
+    """Three significant figures or so, thousands separated; '-' when unknown."""
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        text = f"{value:,.0f}"
+    elif abs(value) >= 10:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.2f}"
+    return text + unit
+
+
+def fmt_mb(nbytes: float) -> str:
+    return fmt(nbytes / MB)
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
 
 def summary_table(summaries: Sequence[Summary]) -> str:
     header = ["Scenario", "Target", "MB/s", "vs nginx", "req/s", "p50 ms", "p99 ms", "errors",
@@ -795,7 +504,7 @@ class Config:
 
 def make_samples(data_dir: Path) -> Path:
     print(f"writing sample datasets into {data_dir} ...", flush=True)
-    done = subprocess.run([*geojson_api_command(), "sample", str(data_dir)],
+    done = subprocess.run([*python_command(), "sample", str(data_dir)],
                           capture_output=True, text=True, process_group=0,
                           preexec_fn=die_with_parent)
     if done.returncode != 0:
@@ -824,8 +533,8 @@ def start_targets(supervisor: Supervisor, config: Config, workdir: Path,
         elif name == "stack":
             target = start_stack(supervisor, workdir, data_dir, config.start_timeout)
         else:
-            target = start_app(supervisor, name, workdir, data_dir, config.app_args,
-                               config.start_timeout)
+            target = start_python(supervisor, app_server(name, data_dir, config.app_args),
+                                  workdir, data_dir, config.start_timeout)
         supervisor.remember_descendants()
         print(f"  {name}: {target.server.describe()}, port {target.port}, "
               f"ready in {target.startup_seconds:.1f} s", flush=True)
@@ -868,9 +577,9 @@ def run(config: Config) -> int:
             meta["datasets"] = dataset_sizes(data_dir, config.scenarios)
             meta["config"]["data"] = str(data_dir)
             targets = start_targets(supervisor, config, workdir, data_dir)
-            meta["nginx_conf"] = read_or_none(workdir / "nginx" / "nginx.conf")
-            meta["stack"] = next(
-                (g.record() for g in supervisor.groups if isinstance(g, Stack)), None)
+            meta["nginx_conf"] = read_text(workdir / "nginx" / "nginx.conf")
+            meta["stack"] = next((g.record() for g in supervisor.groups
+                                  if isinstance(g, StackServer)), None)
             for target in targets:
                 warm_up(target, data_dir, meta["datasets"])
             wait_until_quiet(targets)

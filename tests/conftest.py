@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -38,6 +39,15 @@ def require(tool: str) -> str:
             pytest.fail(message + " (CI must install it: see .ci/run)")
         pytest.skip(message)
     return found
+
+
+def require_module(name: str) -> None:
+    """Like ``require`` for a Python package (e.g. the bench extra's locust)."""
+    if importlib.util.find_spec(name) is None:
+        message = f"Python package {name} is not installed"
+        if IN_CI:
+            pytest.fail(message + " (CI installs the test extra: see pyproject.toml)")
+        pytest.skip(message)
 
 
 @pytest.fixture(scope="session")

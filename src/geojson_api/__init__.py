@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from flask import Flask
 
-from . import api, cache, delivery, errors
+from . import api, cache, delivery, errors, profiling
 from .catalog import Catalog
 from .features import views as features
 from .settings import Settings
@@ -29,5 +30,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     delivery.init_app(app, catalog, settings)
     api.init_app(app)
     features.init_app(app, catalog)
+    if settings.profile_dir is not None:  # outermost: it sees the fast lane too
+        profiling.init_app(app, Path(settings.profile_dir))
     logging.getLogger("geojson_api").setLevel(settings.log_level.upper())
     return app

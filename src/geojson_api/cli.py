@@ -11,6 +11,8 @@ Public forms (scripts and docs rely on them)::
     geojson-api nginx-config [--upstream HOST:PORT ...] [--listen PORT] [--output FILE]
                              [--cache-dir DIR]
     geojson-api stack up|down|status [--data DIR] [--port PORT] [--instances N] [--run-dir DIR]
+    geojson-api bench [--quick] [--out DIR] [--targets LIST] [--scenarios LIST] [--measure S]
+    geojson-api profile DIR [--match TEXT] [--sort cumulative|tottime] [--limit N]
 """
 
 from __future__ import annotations
@@ -241,6 +243,73 @@ def _stack_status(run_dir: Path) -> int:
     return 0 if rows and all(healthy for _, _, healthy in rows) else 1
 
 
+# -- the load-test lab ---------------------------------------------------------
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    try:
+        from .lab.command import main as bench
+    except ImportError as exc:  # psutil comes with the bench extra
+        print(f"geojson-api bench: {exc.msg} (pip install -e '.[bench]')", file=sys.stderr)
+        return 1
+    return bench(args)
+
+
+def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bench = sub.add_parser(
+        "bench", help="load-test lab: the study's scenarios on every target, with a report",
+        description="Run the study's scenario matrix (10-300 users x small, medium, large, "
+                    "mixed) with Locust, and wrk for maximum rates, against the study's "
+                    "baseline (devserver), our app (gunicorn), our stack and Nginx static; "
+                    "write report.md, runs.json, runs.csv and two graphs.")
+    bench.add_argument("--quick", action="store_true",
+                       help="smoke run: 10 users, 2 s per scenario (for CI)")
+    bench.add_argument("--out", default="var/bench", metavar="DIR",
+                       help="folder for the report (default var/bench)")
+    bench.add_argument("--targets", metavar="LIST",
+                       help="comma list of devserver, gunicorn, stack, nginx (default: all)")
+    bench.add_argument("--scenarios", metavar="LIST",
+                       help="comma list of names (200u-large, wrk-50c-small), profiles "
+                            "(small, medium, large, mixed, api), counts (200u, 50c) or "
+                            "clients (locust, wrk); default: the study's matrix")
+    bench.add_argument("--measure", type=int, metavar="SECONDS",
+                       help="seconds measured per scenario, instead of each one's own")
+    bench.add_argument("--data", metavar="DIR",
+                       help="folder holding small/medium/large.geojson (default: write the "
+                            "samples into a temporary folder)")
+    bench.add_argument("--max-target-rss", type=int, default=4000, metavar="MB",
+                       help="stop a run when the target's processes pass this RSS "
+                            "(default %(default)s)")
+    bench.add_argument("--rebuild", action="store_true",
+                       help="run nothing: rewrite the report and graphs from OUT/runs.json")
+    bench.set_defaults(func=cmd_bench)
+
+
+# -- profiles ------------------------------------------------------------------
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from .profiling import profiles, summary
+
+    files = profiles(Path(args.dir), args.match)
+    if not files:
+        print(f"no profile matching {args.match!r} in {args.dir} (serve with "
+              "GEOJSON_API_PROFILE_DIR set, then send requests)", file=sys.stderr)
+        return 1
+    sys.stdout.write(summary(files, args.sort, args.limit))
+    return 0
+
+
+def _add_profile(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    prof = sub.add_parser("profile", help="add up the per-request profiles of a folder")
+    prof.add_argument("dir", metavar="DIR", help="GEOJSON_API_PROFILE_DIR of a server")
+    prof.add_argument("--match", default="", metavar="TEXT",
+                      help="only files whose name holds TEXT, e.g. GET.geojson.small")
+    prof.add_argument("--sort", default="cumulative", choices=["cumulative", "tottime"],
+                      help="order of the functions (default %(default)s)")
+    prof.add_argument("--limit", type=int, default=25, metavar="N",
+                      help="functions shown (default %(default)s)")
+    prof.set_defaults(func=cmd_profile)
+
+
 # -- settings ----------------------------------------------------------------
 
 def cmd_settings(args: argparse.Namespace) -> int:
@@ -328,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     stk.add_argument("--offload", choices=["nginx", "none"], default="nginx",
                      help="who sends dataset bytes (default nginx)")
     stk.set_defaults(func=cmd_stack)
+
+    _add_bench(sub)
+    _add_profile(sub)
 
     settings = sub.add_parser("settings", help="show the settings and their current values")
     settings.add_argument("--markdown", action="store_true", help="print the README table")

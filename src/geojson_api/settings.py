@@ -199,6 +199,15 @@ class Settings:
         "to Nginx's address, or `*` on a private network, so links say https behind TLS.",
         "server",
     )
+    # -- debugging ------------------------------------------------------------
+    profile_dir: Path | None = _setting(
+        None,
+        "Folder where every request's cProfile profile is written, one file per request, "
+        "read with `geojson-api profile DIR` (empty: off). Slows requests down: never in "
+        "production. See docs/profiling.md.",
+        "debug",
+        shown="(empty: off)",
+    )
 
     # -- construction -------------------------------------------------------
     @classmethod
@@ -232,7 +241,7 @@ class Settings:
         return tuple(e.strip() for e in self.precompress.split(",") if e.strip())
 
 
-_PATH_FIELDS = {"data_dir", "state_dir"}
+_PATH_FIELDS = {"data_dir", "state_dir", "profile_dir"}
 
 
 class SettingsError(ValueError):

@@ -1,0 +1,28 @@
+"""The load-test lab: the study's scenario matrix against several servers, in one run.
+
+``geojson-api bench`` makes the sample data, starts every *target* (the
+study's baseline on the Flask development server, our app under Gunicorn, the
+full stack and Nginx serving the same files statically), drives each of them
+with Locust (``loadtest/locustfile.py``) or wrk, samples the target's process
+tree meanwhile, and writes a report with the study's tables and graphs.
+
+Modules, in the order a run uses them:
+
+- :mod:`.procs`: starting children and stopping every one of them by PID.
+- :mod:`.targets`, :mod:`.stacktarget`: the servers under test.
+- :mod:`.matrix`: scenarios, durations, selection.
+- :mod:`.sampling`, :mod:`.watch`: what the target and the client did meanwhile.
+- :mod:`.locustrun`, :mod:`.wrk`: the two load generators and their statistics.
+- :mod:`.runner`: one run after the other, with progress.
+- :mod:`.report`, :mod:`.study`, :mod:`.graphs`: JSON, CSV, Markdown and PNG.
+
+It needs the ``bench`` extra (psutil, locust, matplotlib) and, for some
+targets, nginx, redis-server and wrk. ``loadtest/wholefile.py`` shares the
+process, target and sampling code.
+"""
+
+from __future__ import annotations
+
+
+class LabError(Exception):
+    """A target failed to start or died, or a load generator failed: results are invalid."""
