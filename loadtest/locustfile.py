@@ -19,7 +19,13 @@ Users
     the metadata of one of the datasets it lists (``/api/datasets/<name>``),
     1 : 3, waiting 1-3 s.
 
-Adding a user (e.g. OGC API - Features queries): subclass ``LabUser``, use
+``FeatureQueryUser``
+    A map over a big layer through OGC API - Features: the first 100 features
+    of a map-sized box (2-20 % of the collection's extent, ``--collection``,
+    default ``large``), and 1 time in 4 one feature of that page by id,
+    waiting 1-3 s.
+
+Adding a user: subclass ``LabUser``, use
 ``self.fetch(path, name)`` (or ``self.client`` for small JSON answers), and
 give it a profile in ``geojson_api/lab/matrix.py`` (``PROFILES``) so that
 ``geojson-api bench`` can run it. Its stats names are what the report shows.
@@ -62,6 +68,8 @@ def add_options(parser: Any) -> None:
                         help="StudyUser: which datasets, mixed = small:medium:large 10:3:1")
     parser.add_argument("--datasets", default=",".join(SIZES),
                         help="StudyUser: names of the small, medium and large datasets")
+    parser.add_argument("--collection", default="large",
+                        help="FeatureQueryUser: the collection (dataset) to query")
     parser.add_argument("--accept-encoding", default="identity",
                         help="Accept-Encoding header of every request (default identity)")
     parser.add_argument("--window-file", default="",
@@ -185,6 +193,68 @@ def listed_names(response: Any) -> tuple[str, ...]:
     return names
 
 
-# Feature queries (OGC API - Features): a FeatureQueryUser is being written with that
-# API. It belongs here, as a LabUser subclass, plus one row in PROFILES of
-# geojson_api/lab/matrix.py.
+class FeatureQueryUser(LabUser):
+    """A map over a big layer (OGC API - Features): the features in view, then a click.
+
+    Each user reads the collection's extent once, then asks for the first 100
+    features of a map-sized box (2-20 % of the extent's side, like the feature
+    benchmark's boxes) and, 1 time in 4, one feature of the last page by id.
+    """
+
+    box_ids: tuple[str, ...] = ()
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.collection = option(self, "collection", "large")
+        self.extent = (-180.0, -90.0, 180.0, 90.0)
+        with self.client.get(f"/collections/{self.collection}", name="/collections/<id>",
+                             headers=self.headers, catch_response=True) as response:
+            if response.request_meta["exception"] is None:
+                self.extent = collection_extent(response) or self.extent
+
+    @task(4)
+    def in_view(self) -> None:
+        bbox = ",".join(f"{v:.6f}" for v in map_box(self.extent, random.random))
+        path = f"/collections/{self.collection}/items?bbox={bbox}&limit=100"
+        with self.client.get(path, name="items?bbox&limit=100", headers=self.headers,
+                             catch_response=True) as response:
+            if response.request_meta["exception"] is None:
+                self.box_ids = page_ids(response)
+
+    @task(1)
+    def one_feature(self) -> None:
+        if self.box_ids:
+            feature_id = random.choice(self.box_ids)
+            self.client.get(f"/collections/{self.collection}/items/{feature_id}",
+                            name="items/<id>", headers=self.headers)
+
+
+def collection_extent(response: Any) -> tuple[float, float, float, float] | None:
+    """The spatial extent of a collection document; a document without one is a failure."""
+    try:
+        box = response.json()["extent"]["spatial"]["bbox"][0]
+        return (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        response.failure(f"not a collection with an extent: {exc!r}")
+        return None
+
+
+def map_box(
+    extent: tuple[float, float, float, float], draw: Any
+) -> tuple[float, float, float, float]:
+    """A box whose sides are 2-20 % of the extent's, placed inside it."""
+    west, south, east, north = extent
+    share = 0.02 + 0.18 * draw()
+    width, height = (east - west) * share, (north - south) * share
+    left = west + (east - west - width) * draw()
+    bottom = south + (north - south - height) * draw()
+    return (left, bottom, left + width, bottom + height)
+
+
+def page_ids(response: Any) -> tuple[str, ...]:
+    """Ids of the features of an items page; anything else is a failure."""
+    try:
+        return tuple(str(f["id"]) for f in response.json()["features"])
+    except (ValueError, KeyError, TypeError) as exc:
+        response.failure(f"not a page of features: {exc!r}")
+        return ()

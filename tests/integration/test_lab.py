@@ -91,8 +91,9 @@ def test_quick_run_reaches_every_target_without_errors(quick: QuickRun) -> None:
         assert r["target_peak_rss"] > 0 and r["client_avg_cpu"] > 0, r
     for target in TARGETS:
         assert sum(r["requests"] for r in runs if r["target"] == target) > 0
-    # The dataset API user runs only where there is an API.
+    # The dataset API and feature-query users run only where there is an API.
     assert {r["target"] for r in runs if r["profile"] == "api"} == {"gunicorn", "stack"}
+    assert {r["target"] for r in runs if r["profile"] == "features"} == {"gunicorn", "stack"}
 
 
 def test_quick_run_names_statistics_per_size_and_endpoint(quick: QuickRun) -> None:
@@ -102,6 +103,8 @@ def test_quick_run_names_statistics_per_size_and_endpoint(quick: QuickRun) -> No
             assert sum(n["requests"] for n in r["by_name"].values()) == r["requests"]
         if r["profile"] == "api":
             assert set(r["by_name"]) == {"/api/datasets", "/api/datasets/<name>"}
+        if r["profile"] == "features":
+            assert {"/collections/<id>", "items?bbox&limit=100"} <= set(r["by_name"])
 
 
 def test_quick_run_writes_the_report_and_graphs(quick: QuickRun) -> None:
@@ -113,7 +116,9 @@ def test_quick_run_writes_the_report_and_graphs(quick: QuickRun) -> None:
         assert len(list(csv.DictReader(f))) == len(quick.document["runs"])
     for name in ("latency-vs-users.png", "throughput-vs-users.png"):
         assert (quick.out / name).read_bytes().startswith(PNG_MAGIC)
-    assert "report: " in quick.done.stdout and re.search(r"\[\s*10/10\]", quick.done.stdout)
+    total = len(quick.document["runs"])  # progress counts every run: [ n/total]
+    assert "report: " in quick.done.stdout
+    assert re.search(rf"\[\s*{total}/{total}\]", quick.done.stdout)
 
 
 def test_quick_run_leaves_no_process(quick: QuickRun) -> None:

@@ -39,7 +39,7 @@ def test_full_matrix_fits_in_15_minutes_on_four_targets() -> None:
 
 def test_quick_matrix_is_short_and_touches_every_user_class() -> None:
     quick = quick_matrix()
-    assert {s.profile for s in quick} >= {"mixed", "api"}
+    assert {s.profile for s in quick} >= {"mixed", "api", "features"}
     assert all(s.measure <= 2 and s.ramp <= 1 for s in quick)
     assert estimate_seconds(quick, len(TARGETS), overhead=2.5) < 90
 
@@ -56,7 +56,8 @@ def test_names_and_ramp() -> None:
     ("tokens", "expected"),
     [(["200u-large"], ["200u-large"]),
      (["wrk"], ["wrk-10c-small", "wrk-50c-medium", "wrk-100c-medium", "wrk-200c-large"]),
-     (["300u"], ["300u-small", "300u-medium", "300u-large", "300u-mixed", "300u-api"]),
+     (["300u"], ["300u-small", "300u-medium", "300u-large", "300u-mixed", "300u-api",
+                 "300u-features"]),
      (["api", "10u-small"], ["10u-small", "10u-api", "50u-api", "100u-api", "200u-api",
                              "300u-api"])],
 )

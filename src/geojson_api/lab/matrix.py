@@ -46,7 +46,7 @@ PROFILES = {
     "large": Profile("large", "StudyUser", ("--mix", "large"), 5, "large"),
     "mixed": Profile("mixed", "StudyUser", ("--mix", "mixed"), 4),
     "api": Profile("api", "DatasetApiUser", (), 4, needs_api=True),
-    # Feature queries (OGC API - Features): one row here, its user in the locustfile.
+    "features": Profile("features", "FeatureQueryUser", (), 4, needs_api=True),
 }
 
 
@@ -111,9 +111,10 @@ def full_matrix() -> list[Scenario]:
 
 
 def quick_matrix() -> list[Scenario]:
-    """The smoke run: 10 users of the mixed and API profiles, one short wrk row."""
+    """The smoke run: 10 users of the mixed, API and feature-query profiles, one short
+    wrk row."""
     return [Scenario("locust", "mixed", 10, 1, 2), Scenario("locust", "api", 10, 1, 2),
-            Scenario("wrk", "small", 10, 0, 2)]
+            Scenario("locust", "features", 10, 1, 2), Scenario("wrk", "small", 10, 0, 2)]
 
 
 def shorten(scenario: Scenario) -> Scenario:
