@@ -1,8 +1,8 @@
 """The study's two graphs, drawn from the Locust rows: latency and throughput vs users.
 
 One panel per load profile, one line per target. Latency: the average (solid)
-and the 95th percentile (dotted), log scale. Throughput: requests/s, with the
-most the study's users can request at all (users / 2 s of mean think time) as a
+and the 95th percentile (dotted), log scale. Throughput: requests/s, with what the
+study's users request in a steady state (users / 2 s of mean think time) as a
 grey dashed line. matplotlib's Agg backend: no display needed.
 """
 
@@ -74,7 +74,7 @@ def _throughput_panel(ax: Any, results: Sequence[RunResult], profile: str) -> No
         ax.plot(users, rps, "o-", color=COLORS.get(target), label=target)
     users = sorted({r.users for r in results if r.profile == profile and r.client == "locust"})
     ax.plot(users, [study.offered_rps(u) for u in users], "--", color="grey",
-            label="most the users can ask (users / 2 s)")
+            label="what the users ask (users / 2 s)")
     ax.set_ylabel("requests/s")
 
 

@@ -47,12 +47,14 @@ METHOD = """\
 **How to read these figures.**
 
 - **Locust rows** are the study's workload: each simulated user requests a file
-  and then waits 1-3 s. So a population of N users can never ask for more than
-  N / 2 requests per second, however fast the server: 5 req/s for 10 users,
-  150 req/s for 300. Below that bound, every server shows the same throughput
-  and differs only in latency and errors; a server that falls behind shows up as
-  throughput below the bound and latency growing. Requests per second far above
-  N / 2 (as the study printed) are not possible with this workload.
+  and then waits 1-3 s. So a population of N users asks for about N / 2
+  requests per second in a steady state, however fast the server: 5 req/s for
+  10 users, 150 req/s for 300 (a few percent more in a window that follows the
+  ramp closely, as the users' first requests come without a wait). Up to that
+  rate every server shows the same throughput and differs only in latency and
+  errors; a server that falls behind shows up as throughput below it and
+  latency growing. Requests per second far above N / 2 (as the study printed)
+  are not possible with this workload.
 - **wrk rows** keep {wrk_connections} connections busy without think time: the
   highest rate a target sustains on this machine (closed loop).
 - Latency is timed to the last byte of the body. Statistics are reset once all
@@ -162,7 +164,7 @@ def result_cells(result: RunResult | None) -> list[str]:
         return ["not run"] + ["-"] * (len(COLUMNS) - 1)
     guard = " (stopped: memory)" if result.stopped_by_guard else ""
     return [latency(result, "avg"), latency(result, "p95"), fmt(result.rps),
-            fmt(result.mb_per_s), pct(result.error_rate) + guard, str(result.unfinished),
+            fmt(result.mb_per_s), pct(result.error_rate) + guard, in_flight(result),
             f"{result.target_peak_cpu:.0f} %", mb(result.target_peak_rss)]
 
 
@@ -181,8 +183,16 @@ def _latency_factor(old: RunResult | None, new: RunResult | None, key: str) -> s
     return text if text == "-" else _bound(old, new, key) + text
 
 
+def in_flight(result: RunResult) -> str:
+    """Requests cut by the end of a run (wrk does not count them)."""
+    return "-" if result.client == "wrk" else str(result.unfinished)
+
+
 def factor_cells(old: RunResult | None, new: RunResult | None) -> list[str]:
-    """Times better: latency old / new, throughput new / old."""
+    """Times better: latency old / new, throughput new / old; none from a run the
+    memory guard stopped (its figures cover only part of the run)."""
+    if any(r is not None and r.stopped_by_guard for r in (old, new)):
+        return ["(stopped: memory)"] + ["-"] * 7
     return [_latency_factor(old, new, "avg"), _latency_factor(old, new, "p95"),
             factor(_value(new, "rps"), _value(old, "rps")),
             factor(_value(new, "mb_per_s"), _value(old, "mb_per_s"))] + ["-"] * 4
@@ -279,7 +289,7 @@ def matrix_table(results: Sequence[RunResult]) -> str:
               "others' CPU"]
     rows = [[str(r.users), r.target + (" ⚠" if r.stopped_by_guard else ""), str(r.index),
              latency(r, "avg"), latency(r, "p50"), latency(r, "p95"), latency(r, "p99"),
-             fmt(r.rps), fmt(r.mb_per_s), pct(r.error_rate), str(r.unfinished),
+             fmt(r.rps), fmt(r.mb_per_s), pct(r.error_rate), in_flight(r),
              f"{r.target_peak_cpu:.0f} %",
              f"{mb(r.target_peak_rss)} ({mb(r.target_idle_rss)})",
              f"{r.client_avg_cpu:.0f} / {r.client_peak_cpu:.0f} %", f"{r.other_cpu:.0f} %"]

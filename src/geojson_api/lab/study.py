@@ -58,6 +58,6 @@ def implied_gb_per_s(claim: Claim) -> float:
 
 
 def offered_rps(users: int, mean_wait_s: float = 2.0) -> float:
-    """The most a Locust user population with 1-3 s think time can request per second,
-    even if every answer took no time: users / mean wait."""
+    """What a Locust user population with 1-3 s think time requests per second in a
+    steady state, even if every answer took no time: users / mean wait."""
     return users / mean_wait_s
