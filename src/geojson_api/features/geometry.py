@@ -13,7 +13,7 @@ arithmetic when the floating-point result is too close to zero to trust.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -193,7 +193,3 @@ def split_antimeridian(box: Box) -> list[Box]:
     if box[0] <= box[2]:
         return [box]
     return [(box[0], box[1], 180.0, box[3]), (-180.0, box[1], box[2], box[3])]
-
-
-def any_intersects(geometry: dict[str, Any] | None, boxes: Iterable[Box]) -> bool:
-    return any(intersects(geometry, box) for box in boxes)

@@ -64,7 +64,7 @@ def parse_items(
     filterable = {name: kind for name, kind in types.items() if name not in ITEMS_PARAMETERS}
     reject_unknown(args, ITEMS_PARAMETERS | set(filterable))
     check_format(args)
-    boxes, bbox_text = _bbox(single(args, "bbox"), single(args, "bbox-crs"))
+    boxes = _bbox(single(args, "bbox"), single(args, "bbox-crs"))
     return FeatureQuery(
         boxes=boxes,
         limit=min(_integer(args, "limit", default_limit, minimum=1), max_limit),
@@ -73,7 +73,6 @@ def parse_items(
                       for name, kind in sorted(filterable.items()) if name in args),
         properties=_properties(single(args, "properties"), property_names),
         sortby=_sortby(single(args, "sortby"), types),
-        bbox_text=bbox_text,
     )
 
 
@@ -90,11 +89,11 @@ def _integer(args: Mapping[str, Sequence[str]], name: str, default: int, minimum
     return value
 
 
-def _bbox(raw: str | None, crs: str | None) -> tuple[tuple[Box, ...], str | None]:
+def _bbox(raw: str | None, crs: str | None) -> tuple[Box, ...]:
     if crs is not None and crs.strip() not in (CRS84, CRS84H):
         raise InvalidParameter(f"bbox-crs {crs!r} is not supported; coordinates are {CRS84}")
     if raw is None:
-        return (), None
+        return ()
     numbers = _numbers(raw)
     if len(numbers) == 6:  # minx, miny, minz, maxx, maxy, maxz: heights are ignored
         numbers = [numbers[0], numbers[1], numbers[3], numbers[4]]
@@ -107,8 +106,7 @@ def _bbox(raw: str | None, crs: str | None) -> tuple[tuple[Box, ...], str | None
             f"west,south,east,north), got {raw!r}")
     if not (-180 <= minx <= 180 and -180 <= maxx <= 180):
         raise InvalidParameter(f"bbox longitudes must be within -180..180, got {raw!r}")
-    box = (minx, miny, maxx, maxy)
-    return tuple(split_antimeridian(box)), ",".join(_show(v) for v in box)
+    return tuple(split_antimeridian((minx, miny, maxx, maxy)))
 
 
 def _numbers(raw: str) -> list[float]:
@@ -119,10 +117,6 @@ def _numbers(raw: str) -> list[float]:
     if not all(math.isfinite(v) for v in values):
         raise InvalidParameter(f"bbox numbers must be finite, got {raw!r}")
     return values
-
-
-def _show(value: float) -> str:
-    return str(int(value)) if value.is_integer() else repr(value)
 
 
 _PARSERS: dict[str, Callable[[str], Scalar]] = {

@@ -10,7 +10,7 @@ implement the same :class:`FeatureBackend` protocol.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .geometry import Box
@@ -39,7 +39,6 @@ class FeatureQuery:
     filters: tuple[tuple[str, Scalar], ...] = ()
     properties: tuple[str, ...] | None = None
     sortby: tuple[SortKey, ...] = ()
-    bbox_text: str | None = field(default=None, compare=False)
 
     def key(self) -> str:
         """A canonical text of the query: equal queries give equal keys (cache, ETag)."""

@@ -426,7 +426,3 @@ def _serialise(row: tuple[str, bytes, bytes], selected: tuple[str, ...] | None) 
         props = orjson.dumps({k: values[k] for k in selected if k in values})
     return b"".join((b'{"type":"Feature","id":', idjson.encode(), b',"geometry":', geom,
                      b',"properties":', props, b"}"))
-
-
-def open_index(path: Path) -> SQLiteIndex:
-    return SQLiteIndex(path)
