@@ -160,6 +160,7 @@ def test_state_folder_lost_is_rebuilt(data_dir: Path) -> None:
 
     catalog = make_catalog(data_dir)
     catalog.current("roads")
+    assert jobs.wait_idle(30)  # the background index build writes into the state folder
     shutil.rmtree(data_dir / ".state")
     assert make_catalog(data_dir).current("roads").path.read_bytes() == ROADS
 
