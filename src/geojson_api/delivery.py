@@ -41,7 +41,7 @@ from werkzeug.http import (
 from werkzeug.wsgi import wrap_file
 
 from .catalog import Catalog, Version
-from .errors import BadRequest, PreconditionFailed
+from .errors import BadRequest, PreconditionFailed, wsgi_error
 from .names import parse_request_name
 from .settings import Settings
 
@@ -291,6 +291,12 @@ class FastLane:
         self.delivery = delivery
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
+        host = environ.get("HTTP_HOST")
+        if (host is None and environ.get("SERVER_PROTOCOL") == "HTTP/1.1") or (
+                host is not None and "," in host):
+            # RFC 9112 3.2: exactly one Host in every HTTP/1.1 request, else 400.
+            return wsgi_error(BadRequest("an HTTP/1.1 request needs exactly one Host header"),
+                              start_response)
         path: str = environ.get("PATH_INFO", "")
         if path.startswith(PREFIX) and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
             try:

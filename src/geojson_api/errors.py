@@ -10,10 +10,12 @@ never sees an HTML page or a stack trace.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from flask import Flask, Response, current_app, json
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +69,26 @@ class NotReady(APIError):
         super().__init__(description, headers={"Retry-After": str(retry_after)})
 
 
+def error_body(code: str, description: str, **extra: Any) -> bytes:
+    """The one JSON shape of every error the service answers."""
+    return json.dumps({"code": code, "description": description, **extra}).encode()
+
+
 def error_response(status: int, code: str, description: str, **extra: Any) -> Response:
-    body = {"code": code, "description": description, **extra}
     response = current_app.response_class(
-        json.dumps(body), status=status, mimetype="application/json"
+        error_body(code, description, **extra), status=status, mimetype="application/json"
     )
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def wsgi_error(error: APIError, start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """Answer ``error`` from plain WSGI code (outside Flask), in the same shape."""
+    body = error_body(error.code, error.description)
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+               ("Cache-Control", "no-store"), *error.headers.items()]
+    start_response(f"{error.status} {HTTP_STATUS_CODES[error.status].upper()}", headers)
+    return [body]
 
 
 def _handle_api_error(error: APIError) -> Response:

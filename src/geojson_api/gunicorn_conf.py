@@ -15,7 +15,10 @@ _s = Settings.from_env()
 wsgi_app = "geojson_api.wsgi:app"
 bind = [_s.bind]
 workers = _s.workers
-worker_class = _s.worker_class
+# gthread is Gunicorn's, with request heads read by the poller under a timeout
+# (geojson_api.gunicorn_workers): slow clients cannot hold its threads.
+WORKER_CLASSES = {"gthread": "geojson_api.gunicorn_workers.ThreadWorker"}
+worker_class = WORKER_CLASSES.get(_s.worker_class, _s.worker_class)
 threads = _s.threads
 worker_connections = _s.worker_connections
 timeout = _s.timeout
@@ -59,7 +62,10 @@ def on_starting(server: object) -> None:
 
 
 def post_worker_init(worker: object) -> None:
-    """gevent workers: send files with sendfile(2) (see geojson_api.gevent_sendfile)."""
+    """JSON for Gunicorn's own errors; gevent workers send files with sendfile(2)."""
+    from geojson_api.gunicorn_workers import install_json_errors
+
+    install_json_errors()
     if "gevent" in type(worker).__module__:
         from geojson_api.gevent_sendfile import install
 

@@ -181,6 +181,12 @@ class Settings:
         30, "Seconds workers get to finish requests on restart or stop.", "server"
     )
     keepalive: int = _setting(5, "Seconds an idle keep-alive connection stays open.", "server")
+    header_timeout: float = _setting(
+        10.0,
+        "Seconds a client has to send a whole request head (gthread; the poller reads heads, "
+        "so slow clients hold no thread). Later, it gets a JSON 408 and is closed.",
+        "server",
+    )
     max_requests: int = _setting(
         10000, "Requests after which a worker is replaced (0 disables).", "server"
     )
@@ -301,6 +307,7 @@ def _validate(s: Settings) -> None:
         (s.workers >= 1 and s.threads >= 1, "workers/threads", "at least 1"),
         (s.keep_versions >= 0, "keep_versions", "0 or more"),
         (s.settle_seconds >= 0, "settle_seconds", "0 or more"),
+        (s.header_timeout > 0, "header_timeout", "more than 0"),
         (":" in s.bind or s.bind.startswith("unix:"), "bind", "HOST:PORT or unix:PATH"),
         (1 <= s.features_limit <= s.features_max_limit, "features_limit",
          "between 1 and features_max_limit"),

@@ -8,6 +8,7 @@ is clamped, as OGC API - Features requires, never refused.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 
 from ..errors import BadRequest
@@ -18,6 +19,14 @@ CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 CRS84H = "http://www.opengis.net/def/crs/OGC/0/CRS84h"
 FORMATS = {"json", "geojson"}
 ITEMS_PARAMETERS = {"bbox", "bbox-crs", "limit", "offset", "properties", "sortby", "f"}
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""Integers outside SQLite's (and JSON Schema's ``int64``) range are refused, never passed on."""
+
+# The exact syntax of the numbers the OpenAPI document promises: JSON's integers and
+# numbers, with nothing around them ("+5", " 5", "5_000" and non-ASCII digits are not
+# numbers here).
+_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
 class InvalidParameter(BadRequest):
@@ -39,7 +48,7 @@ def single(args: Mapping[str, Sequence[str]], name: str) -> str | None:
 def check_format(args: Mapping[str, Sequence[str]]) -> None:
     """``f`` may ask for JSON (the only encoding served)."""
     value = single(args, "f")
-    if value is not None and value.lower() not in FORMATS:
+    if value is not None and value not in FORMATS:
         raise InvalidParameter(f"f={value!r} is not served; use f=json")
 
 
@@ -80,17 +89,33 @@ def _integer(args: Mapping[str, Sequence[str]], name: str, default: int, minimum
     raw = single(args, name)
     if raw is None:
         return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise InvalidParameter(f"{name} must be an integer, not {raw!r}") from None
+    value = parse_integer(name, raw)
     if value < minimum:
         raise InvalidParameter(f"{name} must be {minimum} or more, not {value}")
     return value
 
 
+def parse_integer(name: str, raw: str) -> int:
+    """A 64-bit integer written as JSON writes it; anything else is a 400 naming ``name``."""
+    if _INTEGER.fullmatch(raw) is None:
+        raise InvalidParameter(f"{name} must be an integer, not {raw!r}")
+    value = int(raw)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise InvalidParameter(f"{name} must be between {INT64_MIN} and {INT64_MAX}, "
+                               f"not {raw}")
+    return value
+
+
+def parse_number(name: str, raw: str) -> float:
+    """A finite number written as JSON writes it; anything else is a 400 naming ``name``."""
+    value = float(raw) if _NUMBER.fullmatch(raw) else math.nan
+    if not math.isfinite(value):
+        raise InvalidParameter(f"{name} must be a finite number, not {raw!r}")
+    return value
+
+
 def _bbox(raw: str | None, crs: str | None) -> tuple[Box, ...]:
-    if crs is not None and crs.strip() not in (CRS84, CRS84H):
+    if crs is not None and crs not in (CRS84, CRS84H):
         raise InvalidParameter(f"bbox-crs {crs!r} is not supported; coordinates are {CRS84}")
     if raw is None:
         return ()
@@ -110,36 +135,29 @@ def _bbox(raw: str | None, crs: str | None) -> tuple[Box, ...]:
 
 
 def _numbers(raw: str) -> list[float]:
-    try:
-        values = [float(part) for part in raw.split(",")]
-    except ValueError:
-        raise InvalidParameter(f"bbox must be comma-separated numbers, got {raw!r}") from None
-    if not all(math.isfinite(v) for v in values):
-        raise InvalidParameter(f"bbox numbers must be finite, got {raw!r}")
-    return values
+    parts = raw.split(",")
+    if any(_NUMBER.fullmatch(part) is None for part in parts):
+        raise InvalidParameter(f"bbox must be comma-separated numbers, got {raw!r}")
+    return [parse_number("bbox", part) for part in parts]
 
 
-_PARSERS: dict[str, Callable[[str], Scalar]] = {
-    "integer": int,
-    "number": float,
-    "string": str,
+def _boolean(name: str, raw: str) -> bool:
+    if raw not in ("true", "false"):
+        raise InvalidParameter(f"{name} is a boolean: use true or false, not {raw!r}")
+    return raw == "true"
+
+
+_PARSERS: dict[str, Callable[[str, str], Scalar]] = {
+    "integer": parse_integer,
+    "number": parse_number,
+    "boolean": _boolean,
+    "string": lambda _name, raw: raw,
 }
 
 
 def _typed(name: str, raw: str, kind: str) -> Scalar:
     """A filter value in the property's type (``?rank=3``, ``?active=true``)."""
-    if kind == "boolean":
-        lowered = raw.strip().lower()
-        if lowered not in ("true", "false"):
-            raise InvalidParameter(f"{name} is a boolean: use true or false, not {raw!r}")
-        return lowered == "true"
-    try:
-        value = _PARSERS[kind](raw if kind == "string" else raw.strip())
-    except ValueError:
-        raise InvalidParameter(f"{name} is of type {kind}; {raw!r} is not") from None
-    if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidParameter(f"{name} must be a finite number, not {raw!r}")
-    return value
+    return _PARSERS[kind](name, raw)
 
 
 def _properties(raw: str | None, known: Sequence[str]) -> tuple[str, ...] | None:
