@@ -40,24 +40,37 @@ def _encodings(version: Version) -> list[str]:
 
 
 State = Version | APIError  # a dataset's current version, or why it has none
+Refusal = dict[str, Any] | None  # why the file's newer content is not served, if it is not
 
 
-def _state(catalog: Catalog, name: str) -> State:
+def _state(catalog: Catalog, name: str) -> tuple[State, Refusal]:
     try:
-        return catalog.current(name)
+        state: State = catalog.current(name)
     except APIError as exc:
-        return exc
+        state = exc
+    return state, catalog.refusal(name)
 
 
-def _token(name: str, state: State) -> str:
+def _token(name: str, state: State, refusal: Refusal) -> str:
     """What a dataset's listing entry depends on: version and variants, or the error."""
+    refused = f":{refusal['code']}:{refusal['at']}" if refusal else ""
     if isinstance(state, APIError):
-        return f"{name}:{state.code}:{state.description}"
-    return f"{name}:{state.id}:{','.join(_encodings(state))}"
+        return f"{name}:{state.code}:{state.description}{refused}"
+    return f"{name}:{state.id}:{','.join(_encodings(state))}{refused}"
 
 
-def describe(version: Version) -> dict[str, Any]:
-    """The public document of a dataset's current version."""
+def _refused(refusal: Refusal) -> dict[str, Any]:
+    """The ``refused`` member: the file's newest content, and why it is not the one served."""
+    if not refusal:
+        return {}
+    entry = {"code": refusal["code"], "reason": refusal["reason"], "at": _iso(refusal["at"])}
+    if "retry_at" in refusal:
+        entry["retry_at"] = _iso(refusal["retry_at"])
+    return {"refused": entry}
+
+
+def describe(version: Version, refusal: Refusal = None) -> dict[str, Any]:
+    """The public document of a dataset's current version (and of a refused newer one)."""
     meta = version.meta
     return {
         "name": version.name,
@@ -74,15 +87,16 @@ def describe(version: Version) -> dict[str, Any]:
         "encodings": _encodings(version),
         "problem_count": meta["problem_count"],
         "problems": meta["problems"],
+        **_refused(refusal),
         "links": _links(version.name),
     }
 
 
-def _entry(name: str, state: State) -> dict[str, Any]:
+def _entry(name: str, state: State, refusal: Refusal) -> dict[str, Any]:
     if isinstance(state, APIError):
         return {"name": name, "status": state.code, "error": state.description,
-                "links": _links(name)}
-    return describe(state)
+                **_refused(refusal), "links": _links(name)}
+    return describe(state, refusal)
 
 
 def _json(body: bytes) -> Response:
@@ -93,8 +107,8 @@ def _dump(value: Any) -> bytes:
     return current_app.json.dumps(value).encode()
 
 
-def _listing(states: dict[str, State]) -> bytes:
-    entries = [_entry(name, state) for name, state in states.items()]
+def _listing(states: dict[str, tuple[State, Refusal]]) -> bytes:
+    entries = [_entry(name, *state) for name, state in states.items()]
     self_link = {"rel": "self", "type": "application/json",
                  "href": url_for("api.datasets", _external=True)}
     return _dump({"datasets": entries, "links": [self_link]})
@@ -105,7 +119,7 @@ def datasets() -> Response:
     """Every published dataset with its metadata (cached per set of versions)."""
     catalog = _catalog()
     states = {name: _state(catalog, name) for name in catalog.names()}
-    digest = hashlib.sha256("|".join(_token(n, s) for n, s in states.items()).encode())
+    digest = hashlib.sha256("|".join(_token(n, *s) for n, s in states.items()).encode())
     key = f"datasets:{request.host_url}:{digest.hexdigest()[:32]}"
     return _json(cached(key, lambda: _listing(states)))
 
@@ -113,10 +127,11 @@ def datasets() -> Response:
 @bp.get("/api/datasets/<path:raw>")
 def dataset(raw: str) -> Response:
     """One dataset's metadata (cached per version)."""
-    version = _catalog().current(parse_request_name(raw))
-    variants = ",".join(_encodings(version))
-    key = f"dataset:{request.host_url}:{version.name}:{version.id}:{variants}"
-    return _json(cached(key, lambda: _dump(describe(version))))
+    catalog = _catalog()
+    version = catalog.current(parse_request_name(raw))
+    refusal = catalog.refusal(version.name)
+    key = f"dataset:{request.host_url}:{_token(version.name, version, refusal)}"
+    return _json(cached(key, lambda: _dump(describe(version, refusal))))
 
 
 @bp.get("/healthz")

@@ -9,7 +9,10 @@ SHA-256 digest, stored under the state folder::
     <state>/versions/<name>/<version>/data.geojson.br
     <state>/versions/<name>/<version>/meta.json        metadata from one streaming scan
     <state>/versions/<name>/<version>/index.sqlite     spatial index (background)
+    <state>/versions/<name>/<version>/*.sum            size and SHA-256 of each derived file
     <state>/datasets/<name>.json                       pointer to the current version
+    <state>/quarantine/                                damaged files, the last few kept
+    <state>/state.json                                 this state folder's identity
 
 Requests are served from the stored copy, never from the data folder, so a
 file being rewritten in place cannot tear a response. A new content becomes
@@ -21,11 +24,27 @@ The hot path (:meth:`Catalog.current`) costs one ``stat`` of the data file
 when nothing changed: the (device, inode, size, mtime) signature of the file
 is remembered per process and in the pointer file, so digests are computed
 once per version, not per request or per process.
+
+Faults heal without an operator (docs/reliability.md):
+
+- A stored file found missing or damaged is reported with :meth:`Catalog.lost`
+  or through the version's ``keeper``: it is quarantined, this process
+  forgets what it remembered, and the next request publishes the version
+  again (or the job queue rebuilds the derived file meanwhile).
+- A publish that fails with an I/O error (a full disk, say) keeps the
+  previous version served and backs off per content, doubling from
+  ``STORAGE_RETRY`` seconds, instead of copying the file again on every
+  request; without a previous version the dataset answers 503
+  ``storage-full`` (or ``storage-error``) with ``Retry-After``.
+- A state folder deleted under a running process is noticed by
+  :meth:`Catalog.readiness` (its identity file is gone): the process forgets
+  every version and publishes every dataset again in the background.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
 import hashlib
@@ -35,6 +54,7 @@ import shutil
 import stat
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,8 +63,8 @@ from typing import Any, NamedTuple
 import orjson
 from werkzeug.http import http_date
 
-from . import compress, jobs
-from .errors import APIError, DatasetNotFound, InvalidGeoJSON, NotReady
+from . import compress, integrity, jobs
+from .errors import APIError, DatasetNotFound, InvalidGeoJSON, NotReady, storage_problem
 from .features import sqlite_index
 from .names import SUFFIXES, name_of_file
 from .scan import scan
@@ -55,8 +75,15 @@ log = logging.getLogger(__name__)
 DATA_FILE = "data.geojson"
 COPY_CHUNK = 1 << 20
 LOCK_WAIT_SECONDS = 120.0
+INGEST_WAIT_SECONDS = 2.0
+"""How long a request waits for another process's publish of a first version (then 503)."""
 RETRY_REJECTED_AFTER = 1.0
+STORAGE_RETRY = 5.0
+STORAGE_RETRY_MAX = 300.0
+RESUBMIT_SECONDS = 30.0
+"""A missing derived file is asked for at most this often per process and version."""
 INDEX_LOCK = ".index.lock"
+STATE_ID_FILE = "state.json"
 ARTIFACTS = ("variants", "index")
 """What is derived from each version in the background, in this order."""
 
@@ -87,13 +114,20 @@ class SourceChanged(Exception):
 
 @dataclass
 class Version:
-    """One immutable content of a dataset, as stored in the state folder."""
+    """One immutable content of a dataset, as stored in the state folder.
+
+    ``keeper`` (the catalog) is told when a variant is missing or damaged, so
+    that it is quarantined and built again; ``variants_expected`` is False for
+    versions that get none (too small, or none configured).
+    """
 
     name: str
     id: str
     directory: Path
     meta: dict[str, Any]
-    _variants: dict[str, Path] = field(default_factory=dict, repr=False)
+    keeper: Catalog | None = field(default=None, repr=False, compare=False)
+    variants_expected: bool = True
+    _variants: dict[str, tuple[Path, int]] = field(default_factory=dict, repr=False)
 
     @functools.cached_property
     def path(self) -> Path:
@@ -113,13 +147,29 @@ class Version:
         return http_date(self.modified)
 
     def variant(self, encoding: str) -> Path | None:
-        """The precompressed file for ``encoding`` if it has been built yet."""
+        """The precompressed file for ``encoding`` if it has been built (and checked) yet."""
         found = self._variants.get(encoding)
-        if found is None:
-            candidate = compress.variant_path(self.path, encoding)
-            if candidate.exists():
-                self._variants[encoding] = found = candidate
-        return found
+        if found is not None:
+            return found[0]
+        if not self.variants_expected:
+            return None
+        candidate = compress.variant_path(self.path, encoding)
+        recorded = integrity.read_sum(candidate)
+        problem = compress.variant_problem(candidate, recorded)
+        if problem is None and recorded is not None:
+            self._variants[encoding] = (candidate, recorded.bytes)
+            return candidate
+        if self.keeper is not None:
+            self.keeper.variant_unusable(self, encoding, problem or "no sum")
+        return None
+
+    def variant_size(self, encoding: str) -> int:
+        """The recorded size of a variant that :meth:`variant` returned."""
+        return self._variants[encoding][1]
+
+    def forget_variant(self, encoding: str) -> None:
+        """The variant turned out unusable after it was checked (see ``variant``)."""
+        self._variants.pop(encoding, None)
 
 
 @dataclass
@@ -130,35 +180,62 @@ class Pointer:
     source: Signature | None = None
     history: list[str] = field(default_factory=list)
     rejected: dict[str, Any] | None = None
+    """A content refused for good (not GeoJSON): source, error, at."""
+    deferred: dict[str, Any] | None = None
+    """A content whose publish failed for an I/O reason: source, code, error, at,
+    retry_at (wall clock) and attempts."""
 
     @classmethod
     def load(cls, path: Path) -> Pointer:
         try:
             raw = orjson.loads(path.read_bytes())
+            return cls(
+                version=raw.get("version"),
+                source=Signature(*raw["source"]) if raw.get("source") else None,
+                history=list(raw.get("history", [])),
+                rejected=_with_signature(raw.get("rejected")),
+                deferred=_with_signature(raw.get("deferred")),
+            )
         except FileNotFoundError:
             return cls()
-        rejected = raw.get("rejected")
-        if rejected:
-            rejected["source"] = Signature(*rejected["source"])
-        return cls(
-            version=raw.get("version"),
-            source=Signature(*raw["source"]) if raw.get("source") else None,
-            history=list(raw.get("history", [])),
-            rejected=rejected,
-        )
+        except (ValueError, TypeError, KeyError) as exc:  # damaged: publish again
+            log.warning("pointer %s is unreadable (%s); publishing its dataset again", path, exc)
+            return cls()
 
     def dump(self) -> bytes:
-        rejected = self.rejected
-        if rejected:
-            rejected = {**rejected, "source": list(rejected["source"])}
         source = list(self.source) if self.source else None
         return orjson.dumps(
             {"version": self.version, "source": source, "history": self.history,
-             "rejected": rejected}
+             "rejected": _without_signature(self.rejected),
+             "deferred": _without_signature(self.deferred)}
         )
 
     def rejects(self, sig: Signature) -> bool:
         return bool(self.rejected) and self.rejected["source"] == sig  # type: ignore[index]
+
+    def defers(self, sig: Signature) -> bool:
+        """True while a failed publish of ``sig`` waits for its next attempt."""
+        entry = self.deferred
+        return bool(entry) and entry["source"] == sig and time.time() < entry["retry_at"]  # type: ignore[index]
+
+    def refusal(self, sig: Signature) -> dict[str, Any] | None:
+        """Why the data file's content ``sig`` is not the one served, if it was refused."""
+        if self.rejects(sig):
+            return {"code": "invalid-geojson", "reason": self.rejected["error"],  # type: ignore[index]
+                    "at": self.rejected["at"]}  # type: ignore[index]
+        entry = self.deferred
+        if entry and entry["source"] == sig:
+            return {"code": entry["code"], "reason": entry["error"], "at": entry["at"],
+                    "retry_at": entry["retry_at"]}
+        return None
+
+
+def _with_signature(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    return {**entry, "source": Signature(*entry["source"])} if entry else None
+
+
+def _without_signature(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    return {**entry, "source": list(entry["source"])} if entry else None
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -189,14 +266,26 @@ class Catalog:
         self._current: dict[str, tuple[Signature, Version]] = {}
         self._versions: dict[tuple[str, str], Version] = {}
         self._retry_at: dict[str, float] = {}
+        self._deferred: dict[str, dict[str, Any]] = {}  # when the pointer could not be written
+        self._wanted: dict[tuple[str, str, str], float] = {}
+        self._state_id: str | None = None
 
     # -- folders --------------------------------------------------------------
     def ensure_state(self) -> None:
+        """Make the state folder's parts (again, if it was deleted) and its identity."""
         for sub in ("versions", "datasets", "locks", "tmp"):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
+        identity = self.state_dir / STATE_ID_FILE
+        if not identity.exists():
+            write_atomic(identity, orjson.dumps({"id": uuid.uuid4().hex, "created": time.time()}))
 
     def readiness(self) -> dict[str, str]:
-        """Problems that make this process unable to serve; empty when ready."""
+        """Problems that make this process unable to serve; empty when ready.
+
+        Also where a lost state folder is noticed: its identity file is gone or
+        new, so this process forgets every version it remembered and publishes
+        every dataset again in the background.
+        """
         problems = {}
         try:
             with os.scandir(self.data_dir):
@@ -205,11 +294,45 @@ class Catalog:
             problems["data_dir"] = f"cannot read {self.data_dir}: {exc.strerror}"
         try:
             self.ensure_state()
-            with tempfile.TemporaryFile(dir=self.state_dir / "tmp"):
-                pass
+            self._check_state_identity()
+            with tempfile.TemporaryFile(dir=self.state_dir / "tmp") as probe:
+                probe.write(b"ready")
         except OSError as exc:
-            problems["state_dir"] = f"cannot write {self.state_dir}: {exc.strerror}"
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):  # full: old versions still serve
+                problems["state_dir"] = f"cannot write {self.state_dir}: {exc.strerror}"
         return problems
+
+    def _state_identity(self) -> str | None:
+        try:
+            return str(orjson.loads((self.state_dir / STATE_ID_FILE).read_bytes())["id"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _check_state_identity(self) -> None:
+        """Forget everything and publish again when the state folder is not the one seen."""
+        self.ensure_state()
+        found = self._state_identity()
+        if self._state_id is not None and found != self._state_id:
+            log.warning("state folder %s was replaced or emptied; publishing every dataset "
+                        "again", self.state_dir)
+            self.forget_all()
+            if self.background:
+                jobs.submit(("republish", found), self.republish)
+        self._state_id = found
+
+    def forget_all(self) -> None:
+        """Drop every version this process remembers (the state folder changed under it)."""
+        self._current.clear()
+        self._versions.clear()
+        self._wanted.clear()
+
+    def republish(self) -> None:
+        """Publish every dataset's current file now (background job after a state loss)."""
+        for name in self.names():
+            try:
+                self.current(name)
+            except APIError as exc:
+                log.warning("dataset %s: not published again: %s", name, exc.description)
 
     # -- names ----------------------------------------------------------------
     def names(self) -> list[str]:
@@ -257,6 +380,22 @@ class Catalog:
             return cached[1]
         return self._refresh(name, path, sig)
 
+    def refusal(self, name: str) -> dict[str, Any] | None:
+        """Why the file's present content is not the one served (invalid, disk full), if so."""
+        try:
+            sig = Signature.of(self.source(name)[1])
+        except APIError:
+            return None
+        cached = self._current.get(name)
+        if cached is not None and cached[0] == sig:  # the file holds what is served
+            return None
+        found = self.pointer(name).refusal(sig)
+        deferred = self._deferred.get(name)
+        if found is None and deferred is not None and deferred["source"] == sig:
+            found = {"code": deferred["code"], "reason": deferred["error"], "at": deferred["at"],
+                     "retry_at": deferred["retry_at"]}
+        return found
+
     def _refresh(self, name: str, path: Path, sig: Signature) -> Version:
         pointer = self.pointer(name)
         previous = self._stored(name, pointer.version)
@@ -264,11 +403,15 @@ class Catalog:
             return self._remember(name, sig, previous)
         if previous is not None and self._should_wait(name, pointer, sig):
             return previous
+        self._raise_if_deferred(name, pointer, sig, previous)
         lock = self.state_dir / "locks" / f"{name}.lock"
-        with self._lock(lock, wait=previous is None) as locked:
-            if not locked:
-                return previous  # type: ignore[return-value]  # another process ingests
-            return self._refresh_locked(name, path, sig, previous)
+        try:
+            with self._lock(lock, wait=INGEST_WAIT_SECONDS if previous is None else 0) as locked:
+                if not locked:
+                    return previous  # type: ignore[return-value]  # another process ingests
+                return self._refresh_locked(name, path, sig, previous)
+        except OSError as exc:  # the lock itself could not be made: no space, read-only...
+            return self._defer(name, Pointer(), sig, previous, exc)
 
     def _stored(self, name: str, version_id: str | None) -> Version | None:
         if version_id is None:
@@ -279,12 +422,30 @@ class Catalog:
             return None  # the state folder lost it: ingest again
 
     def _should_wait(self, name: str, pointer: Pointer, sig: Signature) -> bool:
-        """Serve the previous version while the file is unsettled or known bad."""
-        if pointer.rejects(sig) or time.monotonic() < self._retry_at.get(name, 0.0):
+        """Serve the previous version while the file is unsettled, known bad or deferred."""
+        if pointer.rejects(sig) or self._defers(name, pointer, sig):
+            return True
+        if time.monotonic() < self._retry_at.get(name, 0.0):
             return True
         rewritten_in_place = pointer.source is not None and pointer.source.ino == sig.ino
         age = time.time() - sig.mtime_ns / 1e9
         return rewritten_in_place and age < self.settings.settle_seconds
+
+    def _defers(self, name: str, pointer: Pointer, sig: Signature) -> bool:
+        if pointer.defers(sig):
+            return True
+        entry = self._deferred.get(name)
+        return entry is not None and entry["source"] == sig and time.time() < entry["retry_at"]
+
+    def _raise_if_deferred(self, name: str, pointer: Pointer, sig: Signature,
+                           previous: Version | None) -> None:
+        """A first version whose publish failed for lack of space waits for its next try."""
+        if previous is not None or not self._defers(name, pointer, sig):
+            return
+        entry = pointer.deferred if pointer.deferred and pointer.defers(sig) else (
+            self._deferred[name])
+        raise storage_problem(entry["code"], f"dataset {name!r} cannot be published yet: "
+                              f"{entry['error']}", _retry_after(entry))
 
     def _refresh_locked(
         self, name: str, path: Path, sig: Signature, previous: Version | None
@@ -297,15 +458,46 @@ class Catalog:
             return self._fallback(name, previous, pointer.rejected["error"])  # type: ignore[index]
         try:
             version = self._ingest(name, path, sig)
+            self._publish(name, pointer, version, sig)
         except SourceChanged:
             self._retry_at[name] = time.monotonic() + RETRY_REJECTED_AFTER
             return self._fallback(name, previous, "the file is being written", retry=True)
         except InvalidGeoJSON as exc:
             pointer.rejected = {"source": sig, "error": exc.description, "at": time.time()}
-            write_atomic(self._pointer_path(name), pointer.dump())
+            self._write_pointer(name, pointer)
             return self._fallback(name, previous, exc.description)
-        self._publish(name, pointer, version, sig)
+        except OSError as exc:
+            return self._defer(name, pointer, sig, previous, exc)
+        self._deferred.pop(name, None)
         return self._remember(name, sig, version)
+
+    def _defer(self, name: str, pointer: Pointer, sig: Signature, previous: Version | None,
+               exc: OSError) -> Version:
+        """A publish failed for an I/O reason: back off for this content, keep the old one."""
+        last = pointer.deferred or self._deferred.get(name)
+        attempts = last["attempts"] + 1 if last and last["source"] == sig else 1
+        delay = min(STORAGE_RETRY * 2 ** (attempts - 1), STORAGE_RETRY_MAX)
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        reason = ("no space left for a copy in the state folder" if full
+                  else f"the state folder failed: {exc.strerror or exc}")
+        now = time.time()
+        entry = {"source": sig, "code": "storage-full" if full else "storage-error",
+                 "error": reason, "at": now, "retry_at": now + delay, "attempts": attempts}
+        self._deferred[name] = entry
+        pointer.deferred = entry
+        self._write_pointer(name, pointer)
+        log.warning("dataset %s: publish failed (%s); next try in %.0f s", name, reason, delay)
+        if previous is not None:
+            return previous
+        raise storage_problem(entry["code"], f"dataset {name!r} cannot be published yet: {reason}",
+                             _retry_after(entry))
+
+    def _write_pointer(self, name: str, pointer: Pointer) -> None:
+        """Persist a rejection or back-off; a full disk keeps it in this process only."""
+        try:
+            write_atomic(self._pointer_path(name), pointer.dump())
+        except OSError as exc:
+            log.warning("dataset %s: cannot record its state: %s", name, exc.strerror)
 
     def _fallback(
         self, name: str, previous: Version | None, reason: str, retry: bool = False
@@ -318,20 +510,122 @@ class Catalog:
         raise DatasetUnavailable(f"dataset {name!r} cannot be published: {reason}")
 
     def _remember(self, name: str, sig: Signature, version: Version) -> Version:
+        if self._state_id is None:  # the state folder this process's memory belongs to
+            self._state_id = self._state_identity()
         self._current[name] = (sig, version)
         return version
 
     def version(self, name: str, version_id: str) -> Version:
-        """A stored version by id (cached; versions never change)."""
+        """A stored version by id (cached; versions never change).
+
+        Loading one checks that its stored copy is there with the recorded size;
+        a version folder that fails the check is quarantined (NotReady: the
+        caller publishes it again).
+        """
         key = (name, version_id)
         found = self._versions.get(key)
         if found is None:
             directory = self.state_dir / "versions" / name / version_id
             try:
                 meta = orjson.loads((directory / "meta.json").read_bytes())
+                problem = integrity.size_problem(directory / DATA_FILE, int(meta["bytes"]))
             except FileNotFoundError:
-                raise NotReady(f"version {version_id} of {name!r} is missing") from None
-            found = self._versions[key] = Version(name, version_id, directory, meta)
+                problem, meta = "meta.json is missing", {}
+            except (ValueError, KeyError, TypeError):
+                problem, meta = "meta.json is damaged", {}
+            if problem is not None:
+                if directory.exists():
+                    integrity.quarantine(self.state_dir, directory, problem)
+                raise NotReady(f"version {version_id} of {name!r} is missing: {problem}")
+            found = self._versions[key] = Version(
+                name, version_id, directory, meta, keeper=self,
+                variants_expected=self._expects_variants(int(meta["bytes"])))
+        return found
+
+    def _expects_variants(self, size: int) -> bool:
+        return bool(self.settings.precompress_encodings) and (
+            size >= self.settings.compress_min_bytes)
+
+    # -- damaged and missing files ------------------------------------------------
+    def lost(self, version: Version, reason: str) -> None:
+        """A file of ``version``'s stored copy went missing or changed under this process.
+
+        Forget the version here; quarantine its folder if it is still damaged on
+        disk (another process may have published it again meanwhile). The next
+        :meth:`current` publishes it again. A lost state folder is noticed here
+        too (see :meth:`readiness`).
+        """
+        if self._current.get(version.name, (None, None))[1] is version:
+            del self._current[version.name]
+        self._versions.pop((version.name, version.id), None)
+        problem = integrity.size_problem(version.path, version.size)
+        if problem is not None and version.directory.exists():
+            integrity.quarantine(self.state_dir, version.directory, f"{reason}; {problem}")
+        log.warning("dataset %s: version %s lost (%s); publishing it again", version.name,
+                    version.id, reason)
+        with contextlib.suppress(OSError):
+            self._check_state_identity()
+
+    def variant_unusable(self, version: Version, encoding: str, problem: str) -> None:
+        """A variant is missing or damaged: quarantine a damaged one, have it built again."""
+        version.forget_variant(encoding)
+        path = compress.variant_path(version.path, encoding)
+        if path.exists():
+            with contextlib.suppress(OSError), self._lock(
+                    version.directory / ".compress.lock", wait=False) as free:
+                if free and compress.variant_problem(path) is not None:
+                    integrity.quarantine(self.state_dir, path, problem)
+        self.want(version, "variants")
+
+    def quarantine_index(self, version: Version, reason: str) -> None:
+        """Move a damaged index aside, unless a build holds its lock or it is sound now."""
+        path = version.directory / sqlite_index.INDEX_FILE
+        with contextlib.suppress(OSError), self._lock(
+                version.directory / INDEX_LOCK, wait=False) as free:
+            if free and path.exists() and sqlite_index.open_problem(version.directory):
+                integrity.quarantine(self.state_dir, path, reason)
+
+    def want(self, version: Version, artifact: str) -> None:
+        """Ask the job queue for ``artifact`` of ``version``, at most every RESUBMIT_SECONDS.
+
+        The job that publishing queued may have died with its process, or failed
+        for want of space; this is how a missing derived file gets built again.
+        """
+        if not self.background:
+            return
+        key = (version.name, version.id, artifact)
+        now = time.monotonic()
+        if now - self._wanted.get(key, -RESUBMIT_SECONDS) < RESUBMIT_SECONDS:
+            return
+        self._wanted[key] = now
+        jobs.dispatch(self.settings, "build_artifact", artifact, version.name, version.id)
+
+    def verify(self, version: Version) -> list[str]:
+        """Read every stored file of ``version`` and compare it with its recorded digest.
+
+        Damaged derived files are quarantined (and built again by the caller);
+        returns what was found. A damaged stored copy raises NotReady after
+        quarantining the version: publish again.
+        """
+        copy = integrity.Sum(version.size, version.meta["sha256"])
+        problem = integrity.digest_problem(version.path, copy)
+        if problem is not None:
+            self.lost(version, problem)
+            raise NotReady(f"the stored copy of {version.name!r} was damaged: {problem}")
+        found = []
+        for encoding in self.settings.precompress_encodings:
+            path = compress.variant_path(version.path, encoding)
+            if path.exists():
+                problem = integrity.digest_problem(path, integrity.read_sum(path))
+                if problem is not None:
+                    integrity.quarantine(self.state_dir, path, problem)
+                    version.forget_variant(encoding)
+                    found.append(problem)
+        problem = sqlite_index.verify(version.directory)
+        if problem is not None:
+            integrity.quarantine(self.state_dir, version.directory / sqlite_index.INDEX_FILE,
+                                 problem)
+            found.append(problem)
         return found
 
     # -- ingest and publish ----------------------------------------------------
@@ -342,12 +636,16 @@ class Catalog:
         try:
             digest = _copy_and_hash(path, staging / DATA_FILE, sig)
             meta = self._describe(staging / DATA_FILE, digest, sig)
+            if integrity.file_sum(staging / DATA_FILE).sha256 != digest:  # what the disk kept
+                raise OSError(errno.EIO, "the stored copy differs from the file it was made of")
             (staging / "meta.json").write_bytes(orjson.dumps(meta))
             version_id = digest[:16]
             staging.chmod(0o755)  # readable by an Nginx running as another user (offload)
             os.utime(staging / DATA_FILE, ns=(sig.mtime_ns, sig.mtime_ns))  # Last-Modified
             target = self.state_dir / "versions" / name / version_id
             target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists() and self._stored(name, version_id) is None:
+                shutil.rmtree(target, ignore_errors=True)  # quarantined or half gone
             if not target.exists():
                 os.rename(staging, target)
         finally:
@@ -387,7 +685,10 @@ class Catalog:
         """
         if self.pointer(name).version != version_id:
             return
-        version = self.version(name, version_id)
+        try:
+            version = self.version(name, version_id)
+        except NotReady:
+            return  # lost meanwhile: the next request publishes it again
         if artifact == "variants":
             self.build_variants(version)
         elif artifact == "index":
@@ -400,9 +701,7 @@ class Catalog:
 
         Without ``wait``, returns at once when another thread or process is building them.
         """
-        if version.size < self.settings.compress_min_bytes:
-            return
-        if not self.settings.precompress_encodings:
+        if not version.variants_expected:
             return
         with self._lock(version.directory / ".compress.lock", wait=wait) as locked:
             if locked:
@@ -412,16 +711,24 @@ class Catalog:
         """Build the spatial index of a version (idempotent; a failure is recorded once)."""
         with self._lock(version.directory / INDEX_LOCK, wait=wait) as locked:
             if locked:
-                sqlite_index.ensure(version.directory, version.path, version.meta)
+                sqlite_index.ensure(version.directory, version.path, version.meta,
+                                    self.state_dir)
 
     def index_building(self, version: Version) -> bool:
         """True while some process holds the version's index lock."""
-        with self._lock(version.directory / INDEX_LOCK, wait=False) as locked:
-            return not locked
+        try:
+            with self._lock(version.directory / INDEX_LOCK, wait=False) as locked:
+                return not locked
+        except OSError:  # the folder is gone or full: nobody is building there
+            return False
 
     def prepare(self, name: str) -> Version:
-        """Publish the current file of ``name`` and build its variants and index now."""
+        """Publish the current file of ``name``, check it, build its variants and index now."""
         version = self.current(name)
+        try:
+            self.verify(version)
+        except NotReady:
+            version = self.current(name)  # its copy was damaged: published again
         self.build_variants(version, wait=True)
         self.build_index(version, wait=True)
         return version
@@ -450,11 +757,16 @@ class Catalog:
         return Pointer.load(self._pointer_path(name))
 
     @contextlib.contextmanager
-    def _lock(self, path: Path, wait: bool) -> Iterator[bool]:
-        """An exclusive lock shared by every process using this state folder."""
+    def _lock(self, path: Path, wait: bool | float) -> Iterator[bool]:
+        """An exclusive lock shared by every process using this state folder.
+
+        ``wait``: False to give up at once, True for up to LOCK_WAIT_SECONDS, or
+        seconds. Waiting longer than that raises NotReady (503, Retry-After).
+        """
         self.ensure_state()
+        limit = LOCK_WAIT_SECONDS if wait is True else float(wait)
         with open(path, "a+b") as handle:
-            deadline = time.monotonic() + LOCK_WAIT_SECONDS
+            deadline = time.monotonic() + limit
             while True:
                 try:
                     fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -470,6 +782,10 @@ class Catalog:
                 yield True
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _retry_after(entry: dict[str, Any]) -> int:
+    return max(1, round(float(entry["retry_at"]) - time.time()))
 
 
 def _copy_and_hash(source: Path, target: Path, expected: Signature) -> str:

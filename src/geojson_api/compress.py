@@ -9,6 +9,7 @@ threads). A variant appears by atomic rename: it is absent or complete.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import time
 import zlib
@@ -18,6 +19,7 @@ from typing import Protocol
 
 import brotli
 
+from .integrity import Sum, read_sum, size_problem, write_sum
 from .settings import Settings
 
 SUFFIX = {"gzip": ".gz", "br": ".br"}
@@ -60,25 +62,42 @@ def variant_path(path: Path, encoding: str) -> Path:
 
 
 def compress_file(source: Path, target: Path, make: Callable[[], _Compressor]) -> None:
-    """Stream ``source`` through a compressor into ``target``, atomically."""
+    """Stream ``source`` through a compressor into ``target``, atomically, with its sum."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         engine = make()
+        digest = hashlib.sha256()
+        size = 0
         with open(source, "rb") as src, open(tmp, "wb") as dst:
-            while chunk := src.read(CHUNK):
-                dst.write(engine.compress(chunk))
+            while True:
+                chunk = src.read(CHUNK)
+                out = engine.compress(chunk) if chunk else engine.flush()
+                digest.update(out)
+                size += len(out)
+                dst.write(out)
+                if not chunk:
+                    break
                 time.sleep(0)
-            dst.write(engine.flush())
             dst.flush()
             os.fsync(dst.fileno())
         # Same mtime as the identity file, so that a server reading it from disk
         # (Nginx, in offload mode) sends the same Last-Modified as the app.
         mtime = os.stat(source).st_mtime_ns
         os.utime(tmp, ns=(mtime, mtime))
+        write_sum(target, Sum(size, digest.hexdigest()))
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def variant_problem(path: Path, recorded: Sum | None = None) -> str | None:
+    """Why the variant at ``path`` cannot be served (missing, no sum, wrong size), or None."""
+    recorded = recorded or read_sum(path)
+    if recorded is None:
+        return f"{path.name} is missing" if not path.exists() else (
+            f"{path.name} has no recorded size and digest")
+    return size_problem(path, recorded.bytes)
 
 
 def remove_leftovers(path: Path) -> None:
@@ -93,7 +112,7 @@ def build_variants(path: Path, settings: Settings) -> list[Path]:
     built = []
     for encoding in settings.precompress_encodings:
         target = variant_path(path, encoding)
-        if not target.exists():
+        if variant_problem(target) is not None:
             compress_file(path, target, lambda e=encoding: compressor(e, settings))  # type: ignore[misc]
             built.append(target)
     return built

@@ -41,7 +41,7 @@ from werkzeug.http import (
 from werkzeug.wsgi import wrap_file
 
 from .catalog import Catalog, Version
-from .errors import BadRequest, PreconditionFailed, wsgi_error
+from .errors import BadRequest, NotReady, PreconditionFailed, wsgi_error
 from .names import parse_request_name
 from .settings import Settings
 
@@ -65,6 +65,29 @@ class Representation:
     path: Path
     encoding: str | None
     etag: str  # quoted
+    size: int  # as recorded when it was built
+
+
+class StoredFileProblem(Exception):
+    """A stored file of the version being sent is missing or not the size recorded."""
+
+    def __init__(self, version: Version, rep: Representation, reason: str) -> None:
+        super().__init__(reason)
+        self.version, self.rep, self.reason = version, rep, reason
+
+    def report(self, catalog: Catalog) -> None:
+        """Have the file quarantined and made again; this process forgets it."""
+        if self.rep.encoding is None:
+            catalog.lost(self.version, self.reason)
+        else:
+            catalog.variant_unusable(self.version, self.rep.encoding, self.reason)
+
+
+def _size_checked(rep: Representation, version: Version, actual: int) -> int:
+    if actual != rep.size:
+        raise StoredFileProblem(version, rep, f"{rep.path.name} has {actual} bytes, "
+                                              f"{rep.size} were recorded")
+    return actual
 
 
 @dataclass
@@ -131,17 +154,24 @@ class SmallFiles:
         self._data: dict[Path, bytes | None] = {}
         self._total = 0
 
-    def get(self, path: Path) -> bytes | None:
+    def get(self, path: Path, expected: int | None = None) -> bytes | None:
+        """The bytes of a small stored file of ``expected`` size (None: big, send the file).
+
+        Raises FileNotFoundError, or ValueError when it holds other than ``expected``
+        bytes. Without ``expected``, the file's own size is taken.
+        """
         try:
             return self._data[path]
         except KeyError:
-            return self._load(path)
+            return self._load(path, path.stat().st_size if expected is None else expected)
 
-    def _load(self, path: Path) -> bytes | None:
-        if self.file_limit <= 0 or path.stat().st_size > self.file_limit:
+    def _load(self, path: Path, expected: int) -> bytes | None:
+        if self.file_limit <= 0 or expected > self.file_limit:
             self._data[path] = None
             return None
         data = path.read_bytes()
+        if len(data) != expected:
+            raise ValueError(f"{path.name} has {len(data)} bytes, {expected} were recorded")
         if self._total + len(data) > self.total_limit:
             self._data.clear()
             self._total = 0
@@ -157,7 +187,7 @@ def cache_control(settings: Settings) -> str:
 
 def choose_representation(version: Version, accept_encoding: str | None) -> Representation:
     """The best stored representation the client accepts (identity if none better)."""
-    identity = Representation(version.path, None, f'"{version.id}"')
+    identity = Representation(version.path, None, f'"{version.id}"', version.size)
     if not accept_encoding:
         return identity
     accepted = parse_accept_header(accept_encoding)
@@ -170,7 +200,8 @@ def choose_representation(version: Version, accept_encoding: str | None) -> Repr
     if best is None:
         return identity
     _, encoding, path = best
-    return Representation(path, encoding, f'"{version.id}.{encoding}"')
+    return Representation(path, encoding, f'"{version.id}.{encoding}"',
+                          version.variant_size(encoding))
 
 
 def _download_requested(query: str) -> bool:
@@ -217,7 +248,21 @@ class Delivery:
         self.versions_dir = Path(settings.state_path) / "versions"
 
     def reply(self, raw_name: str, environ: WSGIEnviron) -> Reply:
-        version = self.catalog.current(parse_request_name(raw_name))
+        """The reply for one request; a stored file found missing or damaged is reported
+        (quarantined, made again) and the request answered from what is left."""
+        name = parse_request_name(raw_name)
+        try:
+            return self._reply(self.catalog.current(name), environ)
+        except StoredFileProblem as problem:
+            problem.report(self.catalog)
+        try:
+            return self._reply(self.catalog.current(name), environ)
+        except StoredFileProblem as problem:  # twice in a row: let the client come back
+            problem.report(self.catalog)
+            raise NotReady(f"dataset {name!r} is being published again; try again shortly",
+                           retry_after=1) from None
+
+    def _reply(self, version: Version, environ: WSGIEnviron) -> Reply:
         rep = choose_representation(version, environ.get("HTTP_ACCEPT_ENCODING"))
         last_modified = version.http_date
         headers = [("Content-Type", GEOJSON_MIMETYPE), ("ETag", rep.etag),
@@ -235,9 +280,9 @@ class Delivery:
         if conditional and not is_resource_modified(environ, rep.etag, None, last_modified):
             # RFC 9110 15.4.5: the headers a 200 would carry that caches need.
             return Reply(304, [headers[1], headers[3], headers[4]])
-        return self._body(rep, environ, headers, last_modified)
+        return self._body(version, rep, environ, headers, last_modified)
 
-    def _offloaded(self, rep: Representation, environ: WSGIEnviron,
+    def _offloaded(self, version: Version, rep: Representation, environ: WSGIEnviron,
                    headers: list[tuple[str, str]], last_modified: str) -> Reply:
         """Let Nginx send the stored file: the same headers, the bytes by X-Accel-Redirect.
 
@@ -245,7 +290,10 @@ class Delivery:
         unsatisfiable ranges; Nginx applies a range only when we honour it
         (the ``range`` location), never a multi-range or an ignored one.
         """
-        size = rep.path.stat().st_size
+        try:
+            size = _size_checked(rep, version, rep.path.stat().st_size)
+        except FileNotFoundError:
+            raise StoredFileProblem(version, rep, f"{rep.path.name} is missing") from None
         bounds = _single_byte_range(environ, rep.etag, last_modified, size)
         if environ["REQUEST_METHOD"] == "HEAD":
             return Reply(200, [*headers, ("Content-Length", str(size))])
@@ -256,14 +304,20 @@ class Delivery:
         headers.append(("X-Accel-Redirect", f"{OFFLOAD_PREFIX}/{kind}/{relative}"))
         return Reply(200, headers)
 
-    def _body(self, rep: Representation, environ: WSGIEnviron,
+    def _body(self, version: Version, rep: Representation, environ: WSGIEnviron,
               headers: list[tuple[str, str]], last_modified: str) -> Reply:
-        data = self.small_files.get(rep.path)
-        if self.offload and data is None:  # small files: ours, and Nginx's micro-cache
-            return self._offloaded(rep, environ, headers, last_modified)
-        handle = open(rep.path, "rb") if data is None else None  # noqa: SIM115
         try:
-            size = len(data) if data is not None else os.fstat(handle.fileno()).st_size  # type: ignore[union-attr]
+            data = self.small_files.get(rep.path, rep.size)
+            if self.offload and data is None:  # small files: ours, and Nginx's micro-cache
+                return self._offloaded(version, rep, environ, headers, last_modified)
+            handle = open(rep.path, "rb") if data is None else None  # noqa: SIM115
+        except FileNotFoundError:
+            raise StoredFileProblem(version, rep, f"{rep.path.name} is missing") from None
+        except ValueError as exc:
+            raise StoredFileProblem(version, rep, str(exc)) from None
+        try:
+            size = len(data) if data is not None else _size_checked(
+                rep, version, os.fstat(handle.fileno()).st_size)  # type: ignore[union-attr]
             bounds = _single_byte_range(environ, rep.etag, last_modified, size)
         except BaseException:
             if handle is not None:

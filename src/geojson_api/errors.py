@@ -69,6 +69,28 @@ class NotReady(APIError):
         super().__init__(description, headers={"Retry-After": str(retry_after)})
 
 
+class StorageFull(APIError):
+    """A new content could not be published: no space in the state folder."""
+
+    status = 503
+    code = "storage-full"
+
+    def __init__(self, description: str, retry_after: int) -> None:
+        super().__init__(description, headers={"Retry-After": str(retry_after)})
+
+
+class StorageError(StorageFull):
+    """A new content could not be published: the state folder failed otherwise (EIO...)."""
+
+    code = "storage-error"
+
+
+def storage_problem(code: str, description: str, retry_after: int) -> StorageFull:
+    """The StorageFull or StorageError for a recorded failure ``code``."""
+    kind = StorageFull if code == StorageFull.code else StorageError
+    return kind(description, retry_after)
+
+
 def error_body(code: str, description: str, **extra: Any) -> bytes:
     """The one JSON shape of every error the service answers."""
     return json.dumps({"code": code, "description": description, **extra}).encode()

@@ -10,9 +10,17 @@ Layout of ``<version>/index.sqlite``::
     meta(key, value)                   -- JSON: columns, extent, counts, timings
 
 The build streams the GeoJSON file feature by feature (memory is bounded by
-the largest feature, not the file), writes a hidden temporary file and
-renames it into place, so a reader sees no index or a complete one. Files
-are never modified afterwards and are opened ``immutable``.
+the largest feature, not the file), writes a hidden temporary file, checks
+it (``PRAGMA quick_check``), records its size and digest (``index.sqlite.sum``)
+and renames it into place, so a reader sees no index or a complete one.
+Files are never modified afterwards and are opened ``immutable``.
+
+Readers open it without a memory map: a file truncated under a map kills the
+process that touches the lost pages (SIGBUS), whereas a plain read of a
+damaged file is an error SQLite reports. Opening checks the recorded size
+and runs the quick check once per process; an error while reading reports
+the index damaged (:class:`IndexDamaged`), and its owner quarantines it and
+has it built again.
 
 Queries select bbox candidates from the R*Tree; a candidate whose box lies
 wholly inside the query box matches outright, the others are checked against
@@ -27,7 +35,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +43,8 @@ import ijson
 import orjson
 import shapely
 
+from .. import integrity
+from ..errors import NotReady
 from . import geometry
 from .query import FeatureBackend, FeaturePage, FeatureQuery, Queryable
 
@@ -45,28 +55,49 @@ BATCH = 2000
 SCALAR_TYPES = {"string": "string", "integer": "integer", "number": "number",
                 "boolean": "boolean"}
 POOL_SIZE = 16
-MMAP_BYTES = 1 << 34  # SQLite caps it at its compile-time maximum
+DAMAGE_RETRY_AFTER = 5
 
 log = logging.getLogger(__name__)
 
 Column = tuple[str, str, str]  # property name, SQL column, JSON Schema type
 
 
-# -- build ----------------------------------------------------------------------
-def ensure(directory: Path, source: Path, meta: dict[str, Any]) -> None:
-    """Build ``directory``'s index unless it exists or a build already failed.
+class IndexDamaged(NotReady):
+    """The index file failed a check or a read; it is being built again."""
 
-    The caller holds the version's index lock. A failure is recorded in
+    def __init__(self, description: str) -> None:
+        super().__init__(description, retry_after=DAMAGE_RETRY_AFTER)
+
+
+# -- build ----------------------------------------------------------------------
+def ensure(directory: Path, source: Path, meta: dict[str, Any],
+           state_dir: Path | None = None) -> None:
+    """Build ``directory``'s index unless a sound one exists or a build already failed.
+
+    The caller holds the version's index lock. A damaged index is quarantined
+    (into ``state_dir``; deleted without one) and built again. A failure caused by the data is recorded in
     ``index.failed.json`` (and logged) instead of raised: the whole-file
-    download of the version keeps working, and the same bytes would fail again.
+    download of the version keeps working, and the same bytes would fail
+    again. A failure of the disk (no space, I/O error) is only logged: the
+    build is asked for again later.
     """
     target = directory / INDEX_FILE
-    if target.exists() or (directory / FAILED_FILE).exists():
+    if (directory / FAILED_FILE).exists():
         return
+    if target.exists():
+        problem = open_problem(directory)
+        if problem is None:
+            return
+        if state_dir is not None:
+            integrity.quarantine(state_dir, target, problem)
+        target.unlink(missing_ok=True)
     for leftover in directory.glob(f".{INDEX_FILE}.*.tmp"):  # a build killed midway
         leftover.unlink(missing_ok=True)
     try:
         info = build(source, target, meta)
+    except (OSError, sqlite3.OperationalError) as exc:  # the disk, not the data
+        log.warning("index of %s not built, will retry: %s", directory, exc)
+        return
     except Exception as exc:  # recorded for the collection's index status
         log.exception("index of %s failed", directory)
         failure = {"error": f"{type(exc).__name__}: {exc}", "at": time.time()}
@@ -74,6 +105,37 @@ def ensure(directory: Path, source: Path, meta: dict[str, Any]) -> None:
         return
     log.info("indexed %s: %d features in %.1f s", directory, info["features"],
              info["build_seconds"])
+
+
+def open_problem(directory: Path) -> str | None:
+    """Why the index of ``directory`` cannot be opened (size, quick check), or None."""
+    path = directory / INDEX_FILE
+    recorded = integrity.read_sum(path)
+    problem = integrity.size_problem(path, recorded.bytes if recorded else None)
+    return problem if problem is not None else _quick_check(path)
+
+
+def verify(directory: Path) -> str | None:
+    """Like :func:`open_problem`, comparing the whole file with its digest; None if absent."""
+    path = directory / INDEX_FILE
+    if not path.exists():
+        return None
+    problem = integrity.digest_problem(path, integrity.read_sum(path))
+    return problem if problem is not None else _quick_check(path)
+
+
+def _quick_check(path: Path) -> str | None:
+    try:
+        con = _connect(path)
+        try:
+            rows = con.execute("PRAGMA quick_check").fetchall()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        return f"{path.name}: {exc}"
+    if rows != [("ok",)]:
+        return f"{path.name} failed SQLite's quick check: {rows[0][0]}"
+    return None
 
 
 def failure(directory: Path) -> str | None:
@@ -91,6 +153,10 @@ def build(source: Path, target: Path, meta: dict[str, Any]) -> dict[str, Any]:
     tmp.unlink(missing_ok=True)
     try:
         info = _build_into(tmp, source, meta, started)
+        problem = _quick_check(tmp)
+        if problem is not None:
+            raise OSError(f"the index just written is damaged: {problem}")
+        integrity.write_sum(target, integrity.file_sum(tmp))
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -244,15 +310,22 @@ def _create_indexes(con: sqlite3.Connection, columns: list[Column]) -> None:
 def _connect(path: Path) -> sqlite3.Connection:
     uri = path.resolve().as_uri() + "?mode=ro&immutable=1"
     con = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
-    con.execute(f"PRAGMA mmap_size={MMAP_BYTES}")  # pages straight from the page cache
+    con.execute("PRAGMA mmap_size=0")  # reads, never a map: no SIGBUS from a damaged file
     return con
 
 
 class SQLiteIndex(FeatureBackend):
-    """Read side of one index file; safe to share between threads."""
+    """Read side of one index file; safe to share between threads.
 
-    def __init__(self, path: Path) -> None:
+    Any SQLite error while reading means the file is damaged (it is immutable
+    and was checked when built and opened): ``on_damage`` is told why, once,
+    and the call raises :class:`IndexDamaged` (503 with Retry-After).
+    """
+
+    def __init__(self, path: Path, on_damage: Callable[[str], None] | None = None) -> None:
         self.path = path
+        self.on_damage = on_damage
+        self.damaged = False
         self._pool: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         with self._connection() as con:
@@ -265,17 +338,30 @@ class SQLiteIndex(FeatureBackend):
     def _connection(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             con = self._pool.pop() if self._pool else None
-        if con is None:
-            con = _connect(self.path)
         try:
+            if con is None:
+                con = _connect(self.path)
             yield con
+        except sqlite3.DatabaseError as exc:
+            raise self._damage(str(exc)) from None
         finally:
-            with self._lock:
-                keep = len(self._pool) < POOL_SIZE
-                if keep:
-                    self._pool.append(con)
-            if not keep:
-                con.close()
+            if con is not None:
+                with self._lock:
+                    keep = len(self._pool) < POOL_SIZE and not self.damaged
+                    if keep:
+                        self._pool.append(con)
+                if not keep:
+                    con.close()
+
+    def _damage(self, reason: str) -> IndexDamaged:
+        with self._lock:
+            first, self.damaged = not self.damaged, True
+        if first:
+            log.warning("index %s failed a read: %s", self.path, reason)
+            if self.on_damage is not None:
+                self.on_damage(reason)
+        return IndexDamaged(f"the index of this collection is damaged ({reason}); it is "
+                            "being built again")
 
     def close(self) -> None:
         with self._lock:
