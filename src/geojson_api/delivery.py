@@ -204,15 +204,18 @@ def choose_representation(version: Version, accept_encoding: str | None) -> Repr
                           version.variant_size(encoding))
 
 
+DOWNLOAD_VALUES = ("1", "true", "yes", "0", "false", "no", "")
+
+
 def _download_requested(query: str) -> bool:
     if not query:
         return False
-    value = parse_qs(query, keep_blank_values=True).get("download", ["0"])[-1].lower()
+    value = parse_qs(query, keep_blank_values=True).get("download", ["0"])[-1]
     if value in {"1", "true", "yes"}:
         return True
     if value in {"0", "false", "no", ""}:
         return False
-    raise BadRequest("download must be 1 or 0")
+    raise BadRequest(f"download must be one of {', '.join(DOWNLOAD_VALUES)}, not {value!r}")
 
 
 def _single_byte_range(environ: WSGIEnviron, etag: str, last_modified: str,

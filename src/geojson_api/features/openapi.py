@@ -1,102 +1,173 @@
 """The OpenAPI 3.0 definition of the service, self-contained (no remote ``$ref``).
 
-Every operation lists each status it can answer; every 4xx/5xx body is the
-same ``Error`` document that ``errors.py`` renders.
+It says exactly what the server does, so that a generated client (or
+Schemathesis, which the test suite runs over it) never finds a request the
+document allows and the server refuses, or the reverse:
+
+- names carry the pattern and length that ``names.py`` enforces;
+- numbers are 64-bit integers or JSON numbers, written as JSON writes them;
+- every collection's items path lists its own queryables as parameters, with
+  its property names for ``properties`` and ``sortby``;
+- every operation lists each status it can answer, and every 4xx/5xx body is
+  the ``Error`` document that ``errors.py`` renders.
+
+One rule is beyond OpenAPI 3.0's JSON Schema (it has no tuple arrays) and is
+stated in the text: a bbox's latitudes lie within -90..90 with south <=
+north, and its longitudes within -180..180 (the schema says so for the
+4-number form).
 """
 
 from __future__ import annotations
 
 import html as html_lib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from ..delivery import DOWNLOAD_VALUES
+from ..names import MAX_NAME_LENGTH
 from ..settings import Settings
-from .documents import GEOJSON, JSON, SCHEMA, Url
+from .documents import GEOJSON, JSON, OPENAPI, SCHEMA, Url
+from .params import CRS84, CRS84H, INT64_MAX, INT64_MIN, ITEMS_PARAMETERS
+from .query import Queryable
 
 REF = "#/components/"
+
+# names.py's rule in ECMA-262 syntax: letters, digits, "-", "_" and single inner dots,
+# starting with a letter or digit, not ending in .json or .geojson (any case).
+NAME_PATTERN = (r"^(?!.*\.(?:[jJ][sS][oO][nN]|[gG][eE][oO][jJ][sS][oO][nN])$)"
+                r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*$")
+INT64 = {"type": "integer", "format": "int64", "minimum": INT64_MIN, "maximum": INT64_MAX}
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """What the document says about one published collection."""
+
+    name: str
+    queryables: Sequence[Queryable]
+    properties: Sequence[str]
 
 
 def _ref(kind: str, name: str) -> dict[str, str]:
     return {"$ref": f"{REF}{kind}/{name}"}
 
 
-def _ok(description: str, media: str, schema: str) -> dict[str, Any]:
+def _ok(description: str, schema: str, *media: str) -> dict[str, Any]:
     return {"description": description,
-            "content": {media: {"schema": _ref("schemas", schema)}}}
+            "content": {m: {"schema": _ref("schemas", schema)} for m in media}}
 
 
 def _operation(
-    summary: str, op_id: str, ok: dict[str, Any], params: list[str], errors: list[str],
-    tag: str,
+    summary: str, op_id: str, ok: dict[str, Any], params: Sequence[Any], errors: list[str],
+    tag: str, extra_ok: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    responses: dict[str, Any] = {"200": ok}
-    for code in errors:
+    responses: dict[str, Any] = {"200": ok, **(extra_ok or {})}
+    for code in [*errors, *_ANY_REQUEST]:
         responses[code] = _ref("responses", _ERROR_RESPONSES[code])
+    parameters = [_ref("parameters", p) if isinstance(p, str) else p for p in params]
     return {"summary": summary, "operationId": op_id, "tags": [tag],
-            "parameters": [_ref("parameters", p) for p in params], "responses": responses}
+            "parameters": parameters, "responses": responses}
 
 
 _ERROR_RESPONSES = {"304": "NotModified", "400": "BadRequest", "404": "NotFound",
-                    "412": "PreconditionFailed", "416": "RangeNotSatisfiable",
-                    "503": "Unavailable"}
+                    "412": "PreconditionFailed", "414": "UriTooLong", "416": "RangeNotSatisfiable",
+                    "431": "HeadersTooLarge", "503": "Unavailable"}
+_ANY_REQUEST = ["414", "431"]  # Gunicorn's (and Nginx's) own limits, on every URL
 _COMMON = ["400"]
+OGC = "OGC API - Features"
+WHOLE = "Whole files"
+ITEMS_PARAMS = ["bbox", "bbox-crs", "limit", "offset", "f"]
 
 
 def _paths() -> dict[str, Any]:
-    ogc = "OGC API - Features"
-    whole = "Whole files"
-    items_params = ["collectionId", "bbox", "bbox-crs", "limit", "offset", "properties",
-                    "sortby", "f"]
+    # properties, sortby and the filters depend on the collection: its own path has them.
+    items_params = ["collectionId", *ITEMS_PARAMS]
     return {
         "/": {"get": _operation("Landing page", "getLandingPage",
-                                _ok("Links to the API", JSON, "LandingPage"), ["f"],
-                                _COMMON, ogc)},
+                                _ok("Links to the API", "LandingPage", JSON), ["f"],
+                                _COMMON, OGC)},
         "/conformance": {"get": _operation(
             "Conformance classes", "getConformance",
-            _ok("The classes implemented", JSON, "Conformance"), ["f"], _COMMON, ogc)},
+            _ok("The classes implemented", "Conformance", JSON), ["f"], _COMMON, OGC)},
         "/api": {"get": _operation(
             "This API definition", "getOpenAPI",
             {"description": "OpenAPI 3.0 JSON",
-             "content": {"application/vnd.oai.openapi+json;version=3.0": {
-                 "schema": {"type": "object"}}}}, ["f"], _COMMON, ogc)},
+             "content": {OPENAPI: {"schema": {"type": "object"}}}}, ["f"], _COMMON, OGC)},
         "/collections": {"get": _operation(
             "The collections (one per dataset)", "getCollections",
-            _ok("Every published dataset", JSON, "Collections"), ["f"], _COMMON, ogc)},
+            _ok("Every published dataset", "Collections", JSON), ["f"], _COMMON, OGC)},
         "/collections/{collectionId}": {"get": _operation(
             "One collection", "describeCollection",
-            _ok("The collection, its extent and index state", JSON, "Collection"),
-            ["collectionId", "f"], ["400", "404", "503"], ogc)},
+            _ok("The collection, its extent and index state", "Collection", JSON),
+            ["collectionId", "f"], ["400", "404", "503"], OGC)},
         "/collections/{collectionId}/queryables": {"get": _operation(
             "Properties to filter and sort on", "getQueryables",
-            _ok("A JSON Schema", SCHEMA, "Queryables"),
-            ["collectionId", "f"], ["400", "404", "503"], ogc)},
+            _ok("A JSON Schema", "Queryables", SCHEMA),
+            ["collectionId", "f"], ["400", "404", "503"], OGC)},
         "/collections/{collectionId}/items": {"get": {
             **_operation("Features, filtered and paged", "getFeatures",
-                         _ok("A page of features", GEOJSON, "FeatureCollection"),
-                         items_params, ["304", "400", "404", "503"], ogc),
+                         _ok("A page of features", "FeatureCollection", GEOJSON, JSON),
+                         items_params, ["304", "400", "404", "503"], OGC),
             "description": _ITEMS_DESCRIPTION}},
         "/collections/{collectionId}/items/{featureId}": {"get": _operation(
-            "One feature", "getFeature", _ok("The feature", GEOJSON, "Feature"),
-            ["collectionId", "featureId", "f"], ["304", "400", "404", "503"], ogc)},
+            "One feature", "getFeature", _ok("The feature", "Feature", GEOJSON, JSON),
+            ["collectionId", "featureId", "f"], ["304", "400", "404", "503"], OGC)},
         "/geojson/{name}": {"get": _operation(
             "A dataset as one file (Range, ETag, gzip/br)", "getDatasetFile",
             {"description": "The whole file", "content": {GEOJSON: {"schema": {}}}},
-            ["name"], ["304", "400", "404", "412", "416", "503"], whole)},
+            ["name", "download"], ["304", "400", "404", "412", "416", "503"], WHOLE,
+            extra_ok={"206": {"description": "The requested byte range",
+                              "content": {GEOJSON: {"schema": {}}}}})},
         "/api/datasets": {"get": _operation(
             "Every dataset with its metadata", "getDatasets",
-            _ok("The datasets", JSON, "Datasets"), [], _COMMON, whole)},
+            _ok("The datasets", "Datasets", JSON), [], _COMMON, WHOLE)},
         "/api/datasets/{name}": {"get": _operation(
-            "One dataset's metadata", "getDataset", _ok("The dataset", JSON, "Dataset"),
-            ["name"], ["400", "404", "503"], whole)},
+            "One dataset's metadata", "getDataset", _ok("The dataset", "Dataset", JSON),
+            ["name"], ["400", "404", "503"], WHOLE)},
     }
 
 
 _ITEMS_DESCRIPTION = (
-    "Besides the listed parameters, every queryable property (see the collection's "
-    "queryables) is an equality filter: `?kind=road&rank=3`. Unknown parameters are "
-    "answered with 400. `limit` above the maximum is clamped. Results with `bbox` come "
-    "in spatial-index order unless `sortby` is given; pages are stable, so following "
-    "`next` links returns every matching feature exactly once."
+    "`properties` (names to return), `sortby` (queryables, `-name` for descending) and "
+    "an equality filter per queryable property (`?kind=road&rank=3`) depend on the "
+    "collection: the path of each published collection lists them. "
+    "Unknown parameters are answered with 400. `limit` above the maximum is clamped. "
+    "bbox latitudes must lie within -90..90, south <= north (else 400). Results with "
+    "`bbox` come in spatial-index order unless `sortby` is given; pages are stable, so "
+    "following `next` links returns every matching feature exactly once."
 )
+
+
+def _collection_items(info: CollectionInfo) -> dict[str, Any]:
+    """The items operation of one collection, with its own filters and property names."""
+    filters = [{"name": q.name, "in": "query", "required": False,
+                "description": f"Only features whose {q.name!r} equals this ({q.type}).",
+                "schema": _scalar_schema(q.type)}
+               for q in info.queryables if q.name not in ITEMS_PARAMETERS]
+    names = [q.name for q in info.queryables]
+    properties = _list_param("properties", "Comma list of the properties to return.",
+                             list(info.properties))
+    sortby = _list_param("sortby", "Comma list of queryables, `-name` for descending.",
+                         [f"{sign}{n}" for n in names for sign in ("", "+", "-")])
+    op = _operation(f"Features of {info.name}, filtered and paged", f"getFeatures.{info.name}",
+                    _ok("A page of features", "FeatureCollection", GEOJSON, JSON),
+                    [*ITEMS_PARAMS, properties, sortby, *filters],
+                    ["304", "400", "404", "503"], OGC)
+    return {"get": {**op, "description": _ITEMS_DESCRIPTION}}
+
+
+def _scalar_schema(kind: str) -> dict[str, Any]:
+    if kind == "integer":
+        return dict(INT64)
+    return {"type": kind}
+
+
+def _list_param(name: str, description: str, values: list[str]) -> dict[str, Any]:
+    # "" is an empty term, skipped: `?properties=` asks for none, `?sortby=` for no order.
+    items = {"type": "string", "enum": [*values, ""]}
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": {"type": "array", "items": items}, "style": "form", "explode": False}
 
 
 def _parameters(settings: Settings) -> dict[str, Any]:
@@ -104,34 +175,39 @@ def _parameters(settings: Settings) -> dict[str, Any]:
         return {"name": name, "in": "query", "required": False, "description": description,
                 "schema": schema, **extra}
 
-    def path(name: str, description: str) -> Any:
+    def path(name: str, description: str, schema: dict[str, Any]) -> Any:
         return {"name": name, "in": "path", "required": True, "description": description,
-                "schema": {"type": "string"}}
+                "schema": schema}
 
+    dataset_name = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH,
+                    "pattern": NAME_PATTERN}
+    number = {"type": "number"}
     return {
-        "collectionId": path("collectionId", "A dataset name."),
+        "collectionId": path("collectionId", "A dataset name.", dataset_name),
         "featureId": path("featureId", "A feature id (the feature's own id, or its "
-                                        "1-based position when ids are missing or repeated)."),
-        "name": path("name", "A dataset name (an optional `.geojson` suffix is accepted)."),
+                                        "1-based position when ids are missing or repeated).",
+                          {"type": "string", "minLength": 1}),
+        "name": path("name", "A dataset name (`/geojson/<name>.geojson` works too).",
+                     dataset_name),
+        "download": query("download", "Ask for `Content-Disposition: attachment`.",
+                          {"type": "string", "enum": list(DOWNLOAD_VALUES)}),
         "bbox": query("bbox", "minLon,minLat,maxLon,maxLat (or 6 numbers with heights), "
-                              "CRS84; west > east crosses the antimeridian.",
-                      {"type": "array", "minItems": 4, "maxItems": 6,
-                       "items": {"type": "number"}}, style="form", explode=False),
-        "bbox-crs": query("bbox-crs", "Only CRS84 is supported.",
-                          {"type": "string", "format": "uri"}),
+                              "CRS84; west > east crosses the antimeridian; latitudes "
+                              "within -90..90 with south <= north, longitudes within "
+                              "-180..180.",
+                      {"type": "array", "items": number,
+                       "oneOf": [{"minItems": 4, "maxItems": 4,
+                                  "items": {**number, "minimum": -180, "maximum": 180}},
+                                 {"minItems": 6, "maxItems": 6}]},
+                      style="form", explode=False),
+        "bbox-crs": query("bbox-crs", "The CRS of bbox: only CRS84 (with or without "
+                                      "heights) is supported.",
+                          {"type": "string", "enum": [CRS84, CRS84H]}),
         "limit": query("limit", f"Features per page; above {settings.features_max_limit} "
                                 "it is clamped.",
-                       {"type": "integer", "minimum": 1,
-                        "maximum": settings.features_max_limit,
-                        "default": settings.features_limit}),
+                       {**INT64, "minimum": 1, "default": settings.features_limit}),
         "offset": query("offset", "Features to skip (the `next` links carry it).",
-                        {"type": "integer", "minimum": 0, "default": 0}),
-        "properties": query("properties", "Comma list of the properties to return.",
-                            {"type": "array", "items": {"type": "string"}},
-                            style="form", explode=False),
-        "sortby": query("sortby", "Comma list of queryables, `-name` for descending.",
-                        {"type": "array", "items": {"type": "string"}},
-                        style="form", explode=False),
+                        {**INT64, "minimum": 0, "default": 0}),
         "f": query("f", "Response encoding.", {"type": "string",
                                                "enum": ["json", "geojson"]}),
     }
@@ -176,31 +252,45 @@ def _schemas() -> dict[str, Any]:
                            "timeStamp": {"type": "string", "format": "date-time"},
                            "links": links}},
         "Queryables": {"type": "object", "properties": {"properties": obj}},
-        "Dataset": obj,
-        "Datasets": {"type": "object", "properties": {
+        "Dataset": {"type": "object", "required": ["name", "status", "links"],
+                    "properties": {"name": {"type": "string"}, "status": {"type": "string"},
+                                   "error": {"type": "string"}, "refused": obj,
+                                   "links": links}},
+        "Datasets": {"type": "object", "required": ["datasets", "links"], "properties": {
             "datasets": {"type": "array", "items": _ref("schemas", "Dataset")},
             "links": links}},
     }
 
 
 def _responses() -> dict[str, Any]:
-    def error(description: str) -> dict[str, Any]:
-        return {"description": description,
-                "content": {JSON: {"schema": _ref("schemas", "Error")}}}
+    def error(description: str, retry: bool = False) -> dict[str, Any]:
+        found: dict[str, Any] = {"description": description,
+                                 "content": {JSON: {"schema": _ref("schemas", "Error")}}}
+        if retry:
+            found["headers"] = {"Retry-After": {"description": "Seconds to wait",
+                                                "schema": {"type": "integer"}}}
+        return found
 
     return {
         "NotModified": {"description": "The client's copy (If-None-Match) is current."},
         "BadRequest": error("A malformed name, unknown parameter or invalid value."),
         "NotFound": error("No such collection, dataset or feature."),
-        "PreconditionFailed": error("If-Match or If-Unmodified-Since did not hold."),
+        "PreconditionFailed": error("If-Match did not match the current version."),
         "RangeNotSatisfiable": error("The Range lies beyond the end of the file."),
-        "Unavailable": error("The dataset or its index is not ready yet (see Retry-After)."),
+        "UriTooLong": error("The request line is over the server's limit."),
+        "HeadersTooLarge": error("The request's headers are over the server's limits."),
+        "Unavailable": error("The dataset, its copy or its index is not ready yet, or could "
+                             "not be published (storage-full); see Retry-After.", retry=True),
     }
 
 
-def document(url: Url, settings: Settings) -> dict[str, Any]:
-    """The whole OpenAPI document for this server."""
+def document(url: Url, settings: Settings,
+             collections: Sequence[CollectionInfo] = ()) -> dict[str, Any]:
+    """The whole OpenAPI document for this server and its published collections."""
     base = url("features.landing").rstrip("/")
+    paths = _paths()
+    for info in collections:
+        paths[f"/collections/{info.name}/items"] = _collection_items(info)
     return {
         "openapi": "3.0.3",
         "info": {"title": "geojson-api", "version": "1.0.0",
@@ -208,8 +298,8 @@ def document(url: Url, settings: Settings) -> dict[str, Any]:
                                 "Features collections.",
                  "license": {"name": "MIT"}},
         "servers": [{"url": base or "/"}],
-        "tags": [{"name": "OGC API - Features"}, {"name": "Whole files"}],
-        "paths": _paths(),
+        "tags": [{"name": OGC}, {"name": WHOLE}],
+        "paths": paths,
         "components": {"parameters": _parameters(settings), "schemas": _schemas(),
                        "responses": _responses()},
     }

@@ -163,7 +163,7 @@ def _typed(name: str, raw: str, kind: str) -> Scalar:
 def _properties(raw: str | None, known: Sequence[str]) -> tuple[str, ...] | None:
     if raw is None:
         return None
-    names = tuple(dict.fromkeys(p.strip() for p in raw.split(",") if p.strip()))
+    names = tuple(dict.fromkeys(p for p in raw.split(",") if p))  # "" terms are skipped
     unknown = [n for n in names if n not in known]
     if unknown:
         raise InvalidParameter(
@@ -173,12 +173,14 @@ def _properties(raw: str | None, known: Sequence[str]) -> tuple[str, ...] | None
 
 
 def _sortby(raw: str | None, types: Mapping[str, str]) -> tuple[SortKey, ...]:
-    if raw is None:
+    if not raw:  # absent, or an empty list
         return ()
     keys = []
     for term in raw.split(","):
         # "+name" arrives as " name" when the client did not percent-encode the plus.
         text = term.strip()
+        if not text:  # an empty term, as in "a,,b" or a trailing comma
+            continue
         descending = text.startswith("-")
         name = text.lstrip("+-").strip()
         if name not in types:

@@ -75,8 +75,9 @@ def ensure(directory: Path, source: Path, meta: dict[str, Any],
     """Build ``directory``'s index unless a sound one exists or a build already failed.
 
     The caller holds the version's index lock. A damaged index is quarantined
-    (into ``state_dir``; deleted without one) and built again. A failure caused by the data is recorded in
-    ``index.failed.json`` (and logged) instead of raised: the whole-file
+    (into ``state_dir``; deleted without one) and built again. A failure
+    caused by the data is recorded in ``index.failed.json`` (and logged)
+    instead of raised: the whole-file
     download of the version keeps working, and the same bytes would fail
     again. A failure of the disk (no space, I/O error) is only logged: the
     build is asked for again later.
@@ -189,6 +190,11 @@ def _build_into(tmp: Path, source: Path, meta: dict[str, Any], started: float) -
     with open(tmp, "rb+") as handle:
         os.fsync(handle.fileno())
     return info
+
+
+def queryables_of(properties: dict[str, str]) -> list[Queryable]:
+    """The queryables an index of a version with these property types will have."""
+    return [Queryable(name, kind) for name, _, kind in _columns(properties)]
 
 
 def _columns(properties: dict[str, str]) -> list[Column]:

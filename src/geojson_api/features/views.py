@@ -14,7 +14,7 @@ from ..delivery import cache_control
 from ..errors import APIError, NotFound
 from ..names import parse_request_name
 from ..settings import Settings
-from . import documents, openapi, render
+from . import documents, openapi, render, sqlite_index
 from .indexes import Indexes
 from .params import check_format, parse_items, reject_unknown, single
 
@@ -81,7 +81,21 @@ def conformance() -> Response:
 @bp.get("/api", endpoint="openapi")
 def openapi_document() -> Response:
     _args()
-    return _json(openapi.document(_url, _settings()), documents.OPENAPI)
+    return _json(openapi.document(_url, _settings(), _published()), documents.OPENAPI)
+
+
+def _published() -> list[openapi.CollectionInfo]:
+    """Every collection with a published version, for its own items path in /api."""
+    found = []
+    catalog = _catalog()
+    for name in catalog.names():
+        try:
+            properties = catalog.current(name).meta["properties"]
+        except APIError:
+            continue
+        found.append(openapi.CollectionInfo(name, sqlite_index.queryables_of(properties),
+                                            list(properties)))
+    return found
 
 
 @bp.get("/api.html")
