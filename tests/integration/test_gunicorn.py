@@ -235,3 +235,39 @@ def test_access_log_shows_the_bytes_sent_with_sendfile(server: GunicornServer) -
             return
         time.sleep(0.1)
     raise AssertionError("no access log line for the request")
+
+
+def _raw_exchange(server: GunicornServer, data: bytes) -> tuple[str, dict[str, str], bytes]:
+    """Send raw bytes; the status line, headers and body of the one response."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(data)
+        received = b""
+        while b"\r\n\r\n" not in received and (chunk := sock.recv(65536)):
+            received += chunk
+        head, _, body = received.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines[1:])
+        while len(body) < int(headers.get("Content-Length", 0)) and (
+                chunk := sock.recv(65536)):
+            body += chunk
+    return lines[0], headers, body
+
+
+@pytest.mark.parametrize(("request_bytes", "status", "code"), [
+    (b"GET /geojson/small HTTP/1.1\r\n\r\n", "400", "bad-request"),  # no Host
+    (b"GET /geojson/small HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400", "bad-request"),
+    (b"GARBAGE\r\n\r\n", "400", "bad-request"),
+    (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", "414", "uri-too-long"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(150))
+     + b"\r\n", "431", "request-header-fields-too-large"),
+])
+def test_gunicorns_own_errors_are_json(server: GunicornServer, request_bytes: bytes,
+                                       status: str, code: str) -> None:
+    import json
+
+    line, headers, body = _raw_exchange(server, request_bytes)
+    assert line.split()[1] == status, line
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body)["code"] == code
