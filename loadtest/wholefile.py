@@ -2,7 +2,7 @@
 
 What is compared
 ----------------
-Five *targets* serve the same three sample datasets (``small`` ~50 KB,
+Six *targets* serve the same three sample datasets (``small`` ~50 KB,
 ``medium`` ~5 MB, ``large`` ~50 MB) on 127.0.0.1:
 
 * ``nginx``: the files served statically (``sendfile on``, ``open_file_cache``),
@@ -12,6 +12,8 @@ Five *targets* serve the same three sample datasets (``small`` ~50 KB,
 * ``bare``: the same Gunicorn config (gthread) around a do-nothing WSGI app that
   returns the file from memory (``bare_wsgi.py``): the ceiling for any Python
   app under Gunicorn, so the report separates Gunicorn's cost from ours;
+* ``gthread-stock``: our app under Gunicorn's own gthread worker, without the
+  request-head timeout that ``geojson-api serve`` adds (what that costs);
 * ``stack``: the full production-like stack of ``geojson-api stack up
   --instances 2 --offload nginx``: nginx (the rendered production template) in
   front of 2 Gunicorn instances (default worker class and number of workers)
@@ -143,7 +145,7 @@ from geojson_api.lab.watch import Watched, run_client
 from geojson_api.lab.wrk import WRK_THREADS, WRK_TIMEOUT, WrkStats, parse_wrk, wrk_command
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-TARGETS = ("nginx", "gthread", "gevent", "bare", "stack")
+TARGETS = ("nginx", "gthread", "gevent", "bare", "stack", "gthread-stock")
 DATASETS = ("small", "medium", "large")
 SAMPLE_INTERVAL = 0.2  # seconds between two samples of the target's process tree
 MB = 1e6
@@ -165,6 +167,7 @@ SCENARIOS = (
     Scenario("50c-5MB", "medium", 50),
     Scenario("100c-5MB", "medium", 100),
     Scenario("200c-50MB", "large", 200),
+    Scenario("50c-50MB", "large", 50),
     Scenario("300c-50KB", "small", 300),
 )
 
@@ -172,9 +175,16 @@ SCENARIOS = (
 # -- targets and wrk (shared with the load-test lab, geojson_api.lab) --------------------
 
 def app_server(name: str, data_dir: Path, app_args: Sequence[str]) -> PythonServer:
-    """``geojson-api serve`` with worker class ``name``, or the ``bare`` WSGI app."""
+    """``geojson-api serve`` with worker class ``name``, or the ``bare`` WSGI app, or
+    ``gthread-stock``: our app on Gunicorn's own gthread worker, without the request-head
+    timeout of geojson_api.gunicorn_workers (to measure what that costs)."""
     if name == "bare":
         return bare_server(app_args)
+    if name == "gthread-stock":
+        return PythonServer(name, lambda port: [
+            sys.executable, "-m", "gunicorn", "-c", "python:geojson_api.gunicorn_conf",
+            "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread", *app_args],
+            "/readyz", has_api=True)
     return gunicorn_server(name, data_dir, ["--worker-class", name, *app_args])
 
 

@@ -118,12 +118,21 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
         self._await_head(HeadConn(self.cfg, sock, addr, listener.getsockname()))
 
     def on_client_socket_readable(self, conn: HeadConn, client: Any) -> None:
+        """A kept-alive connection's next request: usually whole already, so no extra
+        poller round trip (this is the small-file hot path)."""
         if not self.reads_heads:
             super().on_client_socket_readable(conn, client)
             return
-        self.poller.unregister(client)
         self.keepalived_conns.remove(conn)
-        self._await_head(conn)
+        conn.head_deadline = time.monotonic() + self.head_timeout
+        done = self._read_head(conn)
+        if done is None:
+            self.heading.append(conn)
+            self.poller.modify(client, selectors.EVENT_READ,
+                               partial(self._on_head_readable, conn))
+            return
+        self.poller.unregister(client)
+        self._finish_head(conn, done)
 
     def _await_head(self, conn: HeadConn) -> None:
         conn.sock.setblocking(False)
@@ -133,22 +142,37 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
                              partial(self._on_head_readable, conn))
 
     def _on_head_readable(self, conn: HeadConn, client: Any) -> None:
+        done = self._read_head(conn)
+        if done is not None:
+            self.poller.unregister(client)
+            self.heading.remove(conn)
+            self._finish_head(conn, done)
+
+    def _read_head(self, conn: HeadConn) -> bool | None:
+        """Read what arrived: True when the head is whole (or too big), False when the
+        client went away, None when more is to come."""
         try:
             chunk = conn.sock.recv(RECV_BYTES)
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         except OSError:
             chunk = b""
-        if not chunk:  # the client went away
-            self._drop_heading(conn)
-            return
+        if not chunk:
+            return False
         conn.head += chunk
         if any(end in conn.head for end in HEAD_END) or len(conn.head) > self.head_limit:
-            self.poller.unregister(client)
-            self.heading.remove(conn)
-            conn.data_ready = True
-            conn.give_head_to_parser()  # a kept-alive connection has its parser already
-            self.enqueue_req(conn)
+            return True
+        return None
+
+    def _finish_head(self, conn: HeadConn, whole: bool) -> None:
+        """Hand a whole head to the thread pool, or close a connection the client left."""
+        if not whole:
+            self.nr_conns -= 1
+            conn.close()
+            return
+        conn.data_ready = True
+        conn.give_head_to_parser()  # a kept-alive connection has its parser already
+        self.enqueue_req(conn)
 
     # -- heads that do not arrive in time ------------------------------------
     def murder_pending(self) -> None:
