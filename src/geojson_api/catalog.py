@@ -213,21 +213,20 @@ class Pointer:
     def rejects(self, sig: Signature) -> bool:
         return bool(self.rejected) and self.rejected["source"] == sig  # type: ignore[index]
 
-    def defers(self, sig: Signature) -> bool:
-        """True while a failed publish of ``sig`` waits for its next attempt."""
-        entry = self.deferred
-        return bool(entry) and entry["source"] == sig and time.time() < entry["retry_at"]  # type: ignore[index]
-
     def refusal(self, sig: Signature) -> dict[str, Any] | None:
         """Why the data file's content ``sig`` is not the one served, if it was refused."""
         if self.rejects(sig):
             return {"code": "invalid-geojson", "reason": self.rejected["error"],  # type: ignore[index]
                     "at": self.rejected["at"]}  # type: ignore[index]
-        entry = self.deferred
-        if entry and entry["source"] == sig:
-            return {"code": entry["code"], "reason": entry["error"], "at": entry["at"],
-                    "retry_at": entry["retry_at"]}
+        return deferral_refusal(self.deferred, sig)
+
+
+def deferral_refusal(entry: dict[str, Any] | None, sig: Signature) -> dict[str, Any] | None:
+    """The refusal a deferred publish of ``sig`` shows in the listing, if ``entry`` is one."""
+    if not entry or entry["source"] != sig:
         return None
+    return {"code": entry["code"], "reason": entry["error"], "at": entry["at"],
+            "retry_at": entry["retry_at"]}
 
 
 def _with_signature(entry: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -389,12 +388,7 @@ class Catalog:
         cached = self._current.get(name)
         if cached is not None and cached[0] == sig:  # the file holds what is served
             return None
-        found = self.pointer(name).refusal(sig)
-        deferred = self._deferred.get(name)
-        if found is None and deferred is not None and deferred["source"] == sig:
-            found = {"code": deferred["code"], "reason": deferred["error"], "at": deferred["at"],
-                     "retry_at": deferred["retry_at"]}
-        return found
+        return self.pointer(name).refusal(sig) or deferral_refusal(self._deferred.get(name), sig)
 
     def _refresh(self, name: str, path: Path, sig: Signature) -> Version:
         pointer = self.pointer(name)
@@ -405,13 +399,16 @@ class Catalog:
             return previous
         self._raise_if_deferred(name, pointer, sig, previous)
         lock = self.state_dir / "locks" / f"{name}.lock"
+        # A request waits a little for another process's publish; `prepare` (no
+        # background jobs: the CLI, Gunicorn's start-up) waits for it to end.
+        wait = (INGEST_WAIT_SECONDS if self.background else True) if previous is None else False
         try:
-            with self._lock(lock, wait=INGEST_WAIT_SECONDS if previous is None else 0) as locked:
+            with self._lock(lock, wait=wait) as locked:
                 if not locked:
                     return previous  # type: ignore[return-value]  # another process ingests
                 return self._refresh_locked(name, path, sig, previous)
         except OSError as exc:  # the lock itself could not be made: no space, read-only...
-            return self._defer(name, Pointer(), sig, previous, exc)
+            return self._defer(name, pointer, sig, previous, exc)
 
     def _stored(self, name: str, version_id: str | None) -> Version | None:
         if version_id is None:
@@ -423,7 +420,7 @@ class Catalog:
 
     def _should_wait(self, name: str, pointer: Pointer, sig: Signature) -> bool:
         """Serve the previous version while the file is unsettled, known bad or deferred."""
-        if pointer.rejects(sig) or self._defers(name, pointer, sig):
+        if pointer.rejects(sig) or self._deferral(name, pointer, sig) is not None:
             return True
         if time.monotonic() < self._retry_at.get(name, 0.0):
             return True
@@ -431,21 +428,20 @@ class Catalog:
         age = time.time() - sig.mtime_ns / 1e9
         return rewritten_in_place and age < self.settings.settle_seconds
 
-    def _defers(self, name: str, pointer: Pointer, sig: Signature) -> bool:
-        if pointer.defers(sig):
-            return True
-        entry = self._deferred.get(name)
-        return entry is not None and entry["source"] == sig and time.time() < entry["retry_at"]
+    def _deferral(self, name: str, pointer: Pointer, sig: Signature) -> dict[str, Any] | None:
+        """The back-off of a failed publish of ``sig`` still running (persisted or in memory)."""
+        for entry in (pointer.deferred, self._deferred.get(name)):
+            if entry and entry["source"] == sig and time.time() < entry["retry_at"]:
+                return entry
+        return None
 
     def _raise_if_deferred(self, name: str, pointer: Pointer, sig: Signature,
                            previous: Version | None) -> None:
         """A first version whose publish failed for lack of space waits for its next try."""
-        if previous is not None or not self._defers(name, pointer, sig):
-            return
-        entry = pointer.deferred if pointer.deferred and pointer.defers(sig) else (
-            self._deferred[name])
-        raise storage_problem(entry["code"], f"dataset {name!r} cannot be published yet: "
-                              f"{entry['error']}", _retry_after(entry))
+        entry = self._deferral(name, pointer, sig) if previous is None else None
+        if entry is not None:
+            raise storage_problem(entry["code"], f"dataset {name!r} cannot be published yet: "
+                                  f"{entry['error']}", _retry_after(entry))
 
     def _refresh_locked(
         self, name: str, path: Path, sig: Signature, previous: Version | None
@@ -600,19 +596,18 @@ class Catalog:
         self._wanted[key] = now
         jobs.dispatch(self.settings, "build_artifact", artifact, version.name, version.id)
 
-    def verify(self, version: Version) -> list[str]:
+    def verify(self, version: Version) -> None:
         """Read every stored file of ``version`` and compare it with its recorded digest.
 
-        Damaged derived files are quarantined (and built again by the caller);
-        returns what was found. A damaged stored copy raises NotReady after
-        quarantining the version: publish again.
+        Damaged derived files are quarantined (the caller builds them again). A
+        damaged stored copy raises NotReady after quarantining the version:
+        publish again.
         """
         copy = integrity.Sum(version.size, version.meta["sha256"])
         problem = integrity.digest_problem(version.path, copy)
         if problem is not None:
             self.lost(version, problem)
             raise NotReady(f"the stored copy of {version.name!r} was damaged: {problem}")
-        found = []
         for encoding in self.settings.precompress_encodings:
             path = compress.variant_path(version.path, encoding)
             if path.exists():
@@ -620,13 +615,10 @@ class Catalog:
                 if problem is not None:
                     integrity.quarantine(self.state_dir, path, problem)
                     version.forget_variant(encoding)
-                    found.append(problem)
         problem = sqlite_index.verify(version.directory)
         if problem is not None:
             integrity.quarantine(self.state_dir, version.directory / sqlite_index.INDEX_FILE,
                                  problem)
-            found.append(problem)
-        return found
 
     # -- ingest and publish ----------------------------------------------------
     def _ingest(self, name: str, path: Path, sig: Signature) -> Version:
