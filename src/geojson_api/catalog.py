@@ -569,7 +569,7 @@ class Catalog:
         if path.exists():
             with contextlib.suppress(OSError), self._lock(
                     version.directory / ".compress.lock", wait=False) as free:
-                if free and compress.variant_problem(path) is not None:
+                if free and compress.variant_problem(path, integrity.read_sum(path)) is not None:
                     integrity.quarantine(self.state_dir, path, problem)
         self.want(version, "variants")
 

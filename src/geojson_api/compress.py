@@ -91,9 +91,9 @@ def compress_file(source: Path, target: Path, make: Callable[[], _Compressor]) -
             os.unlink(tmp)
 
 
-def variant_problem(path: Path, recorded: Sum | None = None) -> str | None:
-    """Why the variant at ``path`` cannot be served (missing, no sum, wrong size), or None."""
-    recorded = recorded or read_sum(path)
+def variant_problem(path: Path, recorded: Sum | None) -> str | None:
+    """Why the variant at ``path``, with its ``recorded`` sum (``read_sum``), cannot be
+    served (missing, no sum, wrong size), or None."""
     if recorded is None:
         return f"{path.name} is missing" if not path.exists() else (
             f"{path.name} has no recorded size and digest")
@@ -112,7 +112,7 @@ def build_variants(path: Path, settings: Settings) -> list[Path]:
     built = []
     for encoding in settings.precompress_encodings:
         target = variant_path(path, encoding)
-        if variant_problem(target) is not None:
+        if variant_problem(target, read_sum(target)) is not None:
             compress_file(path, target, lambda e=encoding: compressor(e, settings))  # type: ignore[misc]
             built.append(target)
     return built

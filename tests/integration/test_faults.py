@@ -27,7 +27,7 @@ import requests
 
 from ..conftest import IN_CI, require, require_module
 from .servers import GunicornServer, free_port
-from .test_stack import RunningStack, _start_stack, _stop_stack
+from .test_stack import RunningStack, running_stack
 
 TIMEOUT = 30
 Outcome = int | str  # an HTTP status, or the name of the exception a request raised
@@ -99,11 +99,8 @@ def stack(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
                         "medium")
     (data / "broken.geojson").write_bytes(BROKEN)
     env = {"GEOJSON_API_NGINX_RATE": "100000r/s", "GEOJSON_API_NGINX_BURST": "100000"}
-    running = _start_stack(data, tmp_path_factory.mktemp("faults-stack"), "nginx", env)
-    try:
+    with running_stack(data, tmp_path_factory.mktemp("faults-stack"), "nginx", env) as running:
         yield running
-    finally:
-        _stop_stack(running)
 
 
 def test_an_app_503_on_one_dataset_fails_no_request_for_others(stack: RunningStack) -> None:

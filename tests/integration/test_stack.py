@@ -10,6 +10,7 @@ throttled). Both are started with ``geojson-api stack up`` and stopped with
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import gzip
 import hashlib
 import json
@@ -68,14 +69,23 @@ def _stop_stack(stack: RunningStack) -> None:
                     str(stack.run_dir)], capture_output=True, timeout=120, check=False)
 
 
-@pytest.fixture(scope="module")
-def offloaded(served_data: Path, tmp_path_factory: pytest.TempPathFactory
-              ) -> Iterator[RunningStack]:
-    stack = _start_stack(served_data, tmp_path_factory.mktemp("stack-offloaded"), "nginx", {})
+@contextlib.contextmanager
+def running_stack(data_dir: Path, run_dir: Path, offload: str,
+                  env: dict[str, str]) -> Iterator[RunningStack]:
+    """``stack up`` over ``data_dir``, and ``stack down`` whatever happens."""
+    stack = _start_stack(data_dir, run_dir, offload, env)
     try:
         yield stack
     finally:
         _stop_stack(stack)
+
+
+@pytest.fixture(scope="module")
+def offloaded(served_data: Path, tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[RunningStack]:
+    with running_stack(served_data, tmp_path_factory.mktemp("stack-offloaded"), "nginx",
+                       {}) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")
@@ -83,11 +93,9 @@ def proxied(served_data: Path, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[RunningStack]:
     env = {"GEOJSON_API_NGINX_RATE": "100000r/s", "GEOJSON_API_NGINX_BURST": "100000",
            "GEOJSON_API_THREADS": "2"}
-    stack = _start_stack(served_data, tmp_path_factory.mktemp("stack-proxied"), "none", env)
-    try:
+    with running_stack(served_data, tmp_path_factory.mktemp("stack-proxied"), "none",
+                       env) as stack:
         yield stack
-    finally:
-        _stop_stack(stack)
 
 
 def sha(data: bytes) -> str:

@@ -77,10 +77,9 @@ def ensure(directory: Path, source: Path, meta: dict[str, Any],
     The caller holds the version's index lock. A damaged index is quarantined
     (into ``state_dir``; deleted without one) and built again. A failure
     caused by the data is recorded in ``index.failed.json`` (and logged)
-    instead of raised: the whole-file
-    download of the version keeps working, and the same bytes would fail
-    again. A failure of the disk (no space, I/O error) is only logged: the
-    build is asked for again later.
+    instead of raised: the whole-file download of the version keeps working,
+    and the same bytes would fail again. A failure of the disk (no space, I/O
+    error) is only logged: the build is asked for again later.
     """
     target = directory / INDEX_FILE
     if (directory / FAILED_FILE).exists():
