@@ -68,6 +68,14 @@ class Settings:
     compress_min_bytes: int = _setting(
         1024, "Files smaller than this get no compressed variants.", "data"
     )
+    precompress_on_publish_bytes: int = _setting(
+        8 * 1024 * 1024,
+        "Files up to this size get their compressed variants built as part of publishing, so "
+        "the first gzip or br request is already compressed; larger files get them from a "
+        "background job (identity bytes until it ends; 0: always in the background).",
+        "data",
+        shown="`8388608` (8 MiB)",
+    )
     small_file_bytes: int = _setting(
         65536,
         "Stored files up to this size are kept in each worker's memory and sent without "
@@ -307,6 +315,7 @@ def _validate(s: Settings) -> None:
         (s.workers >= 1 and s.threads >= 1, "workers/threads", "at least 1"),
         (s.keep_versions >= 0, "keep_versions", "0 or more"),
         (s.settle_seconds >= 0, "settle_seconds", "0 or more"),
+        (s.precompress_on_publish_bytes >= 0, "precompress_on_publish_bytes", "0 or more"),
         (s.header_timeout > 0, "header_timeout", "more than 0"),
         (":" in s.bind or s.bind.startswith("unix:"), "bind", "HOST:PORT or unix:PATH"),
         (1 <= s.features_limit <= s.features_max_limit, "features_limit",
