@@ -7,8 +7,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from . import api, cache, delivery, errors, profiling
-from .catalog import Catalog
+from . import api, cache, delivery, errors, pipeline, profiling
 from .features import views as features
 from .settings import Settings
 
@@ -24,7 +23,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False  # "//" in a dataset path is malformed, not redirected
-    app.extensions["catalog"] = catalog = Catalog(settings)
+    app.extensions["catalog"] = catalog = pipeline.open_catalog(settings)
     errors.init_app(app)
     cache.init_app(app, settings)
     delivery.init_app(app, catalog, settings)

@@ -5,7 +5,7 @@ The catalog turns each distinct content into a **version**, named by its
 SHA-256 digest, stored under the state folder::
 
     <state>/versions/<name>/<version>/data.geojson     immutable copy of the bytes
-    <state>/versions/<name>/<version>/data.geojson.gz  precompressed variants (background)
+    <state>/versions/<name>/<version>/data.geojson.gz  precompressed variants (see below)
     <state>/versions/<name>/<version>/data.geojson.br
     <state>/versions/<name>/<version>/meta.json        metadata from one streaming scan
     <state>/versions/<name>/<version>/index.sqlite     spatial index (background)
@@ -13,6 +13,11 @@ SHA-256 digest, stored under the state folder::
     <state>/datasets/<name>.json                       pointer to the current version
     <state>/quarantine/                                damaged files, the last few kept
     <state>/state.json                                 this state folder's identity
+
+Each version's artifacts (:mod:`geojson_api.artifacts`: the compressed
+variants, the spatial index) are built from the stored copy: variants of
+files up to ``precompress_on_publish_bytes`` before the version becomes
+current, everything else by background jobs on the injected scheduler.
 
 Requests are served from the stored copy, never from the data folder, so a
 file being rewritten in place cannot tear a response. A new content becomes
@@ -45,8 +50,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
-import functools
 import hashlib
 import logging
 import os
@@ -55,218 +58,65 @@ import stat
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
-from werkzeug.http import http_date
 
-from . import compress, integrity, jobs
-from .errors import APIError, DatasetNotFound, InvalidGeoJSON, NotReady, storage_problem
-from .features import sqlite_index
+from . import compress, integrity, locks
+from .artifacts import Artifact, Artifacts, Build, Scheduler
+from .errors import (
+    APIError,
+    DatasetNotFound,
+    DatasetUnavailable,
+    InvalidGeoJSON,
+    NotReady,
+    SourceChanged,
+    storage_problem,
+)
+from .gevent_support import run_blocking
 from .names import SUFFIXES, name_of_file
 from .scan import scan
 from .settings import Settings
+from .versions import DATA_FILE, Pointer, Signature, Version, deferral_refusal, write_atomic
+
+__all__ = ["Catalog", "Pointer", "Signature", "Version"]
 
 log = logging.getLogger(__name__)
 
-DATA_FILE = "data.geojson"
 COPY_CHUNK = 1 << 20
-LOCK_WAIT_SECONDS = 120.0
 INGEST_WAIT_SECONDS = 2.0
 """How long a request waits for another process's publish of a first version (then 503)."""
 RETRY_REJECTED_AFTER = 1.0
 STORAGE_RETRY = 5.0
 STORAGE_RETRY_MAX = 300.0
-RESUBMIT_SECONDS = 30.0
-"""A missing derived file is asked for at most this often per process and version."""
-INDEX_LOCK = ".index.lock"
 STATE_ID_FILE = "state.json"
-ARTIFACTS = ("variants", "index")
-"""What is derived from each version in the background, in this order."""
-
-
-class DatasetUnavailable(APIError):
-    """The dataset's file exists but no version of it could be published."""
-
-    status = 503
-    code = "dataset-unavailable"
-
-
-class Signature(NamedTuple):
-    """What identifies one state of a data file without reading it."""
-
-    dev: int
-    ino: int
-    size: int
-    mtime_ns: int
-
-    @classmethod
-    def of(cls, st: os.stat_result) -> Signature:
-        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-class SourceChanged(Exception):
-    """The data file changed while it was being copied."""
-
-
-@dataclass
-class Version:
-    """One immutable content of a dataset, as stored in the state folder.
-
-    ``keeper`` (the catalog) is told when a variant is missing or damaged, so
-    that it is quarantined and built again; ``variants_expected`` is False for
-    versions that get none (too small, or none configured).
-    """
-
-    name: str
-    id: str
-    directory: Path
-    meta: dict[str, Any]
-    keeper: Catalog | None = field(default=None, repr=False, compare=False)
-    variants_expected: bool = True
-    _variants: dict[str, tuple[Path, int]] = field(default_factory=dict, repr=False)
-
-    @functools.cached_property
-    def path(self) -> Path:
-        return self.directory / DATA_FILE
-
-    @property
-    def size(self) -> int:
-        return int(self.meta["bytes"])
-
-    @property
-    def modified(self) -> float:
-        return float(self.meta["modified"])
-
-    @functools.cached_property
-    def http_date(self) -> str:
-        """``modified`` as an HTTP date, for Last-Modified."""
-        return http_date(self.modified)
-
-    def variant(self, encoding: str) -> Path | None:
-        """The precompressed file for ``encoding`` if it has been built (and checked) yet."""
-        found = self._variants.get(encoding)
-        if found is not None:
-            return found[0]
-        if not self.variants_expected:
-            return None
-        candidate = compress.variant_path(self.path, encoding)
-        recorded = integrity.read_sum(candidate)
-        problem = compress.variant_problem(candidate, recorded)
-        if problem is None and recorded is not None:
-            self._variants[encoding] = (candidate, recorded.bytes)
-            return candidate
-        if self.keeper is not None:
-            self.keeper.variant_unusable(self, encoding, problem or "no sum")
-        return None
-
-    def variant_size(self, encoding: str) -> int:
-        """The recorded size of a variant that :meth:`variant` returned."""
-        return self._variants[encoding][1]
-
-    def forget_variant(self, encoding: str) -> None:
-        """The variant turned out unusable after it was checked (see ``variant``)."""
-        self._variants.pop(encoding, None)
-
-
-@dataclass
-class Pointer:
-    """The persisted state of one dataset: its current version and what it was made from."""
-
-    version: str | None = None
-    source: Signature | None = None
-    history: list[str] = field(default_factory=list)
-    rejected: dict[str, Any] | None = None
-    """A content refused for good (not GeoJSON): source, error, at."""
-    deferred: dict[str, Any] | None = None
-    """A content whose publish failed for an I/O reason: source, code, error, at,
-    retry_at (wall clock) and attempts."""
-
-    @classmethod
-    def load(cls, path: Path) -> Pointer:
-        try:
-            raw = orjson.loads(path.read_bytes())
-            return cls(
-                version=raw.get("version"),
-                source=Signature(*raw["source"]) if raw.get("source") else None,
-                history=list(raw.get("history", [])),
-                rejected=_with_signature(raw.get("rejected")),
-                deferred=_with_signature(raw.get("deferred")),
-            )
-        except FileNotFoundError:
-            return cls()
-        except (ValueError, TypeError, KeyError) as exc:  # damaged: publish again
-            log.warning("pointer %s is unreadable (%s); publishing its dataset again", path, exc)
-            return cls()
-
-    def dump(self) -> bytes:
-        source = list(self.source) if self.source else None
-        return orjson.dumps(
-            {"version": self.version, "source": source, "history": self.history,
-             "rejected": _without_signature(self.rejected),
-             "deferred": _without_signature(self.deferred)}
-        )
-
-    def rejects(self, sig: Signature) -> bool:
-        return bool(self.rejected) and self.rejected["source"] == sig  # type: ignore[index]
-
-    def refusal(self, sig: Signature) -> dict[str, Any] | None:
-        """Why the data file's content ``sig`` is not the one served, if it was refused."""
-        if self.rejects(sig):
-            return {"code": "invalid-geojson", "reason": self.rejected["error"],  # type: ignore[index]
-                    "at": self.rejected["at"]}  # type: ignore[index]
-        return deferral_refusal(self.deferred, sig)
-
-
-def deferral_refusal(entry: dict[str, Any] | None, sig: Signature) -> dict[str, Any] | None:
-    """The refusal a deferred publish of ``sig`` shows in the listing, if ``entry`` is one."""
-    if not entry or entry["source"] != sig:
-        return None
-    return {"code": entry["code"], "reason": entry["error"], "at": entry["at"],
-            "retry_at": entry["retry_at"]}
-
-
-def _with_signature(entry: dict[str, Any] | None) -> dict[str, Any] | None:
-    return {**entry, "source": Signature(*entry["source"])} if entry else None
-
-
-def _without_signature(entry: dict[str, Any] | None) -> dict[str, Any] | None:
-    return {**entry, "source": list(entry["source"])} if entry else None
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a small file so readers see the old or the new content, never a mix."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 class Catalog:
-    """Datasets of one data folder, versions in one state folder."""
+    """Datasets of one data folder, versions in one state folder.
 
-    def __init__(self, settings: Settings, background: bool = True) -> None:
-        """``background=False`` builds nothing behind the caller's back (CLI use)."""
+    ``artifacts`` are what is derived from each version (see
+    :mod:`geojson_api.artifacts`); ``schedule`` is where their builds run in
+    the background. Without a scheduler nothing is built behind the caller's
+    back and a publish by another process is waited for (the CLI, Gunicorn's
+    start-up, a build job): :func:`geojson_api.pipeline.open_catalog` wires both.
+    """
+
+    def __init__(self, settings: Settings, schedule: Scheduler | None = None,
+                 artifacts: Sequence[Artifact] = ()) -> None:
         self.settings = settings
-        self.background = background
+        self.schedule = schedule
+        self.background = schedule is not None
         self.data_dir = Path(settings.data_dir)
         self.state_dir = Path(settings.state_path)
+        self.artifacts = Artifacts(self.state_dir, artifacts, schedule)
         self._real_data_dir = os.path.realpath(self.data_dir)
         self._current: dict[str, tuple[Signature, Version]] = {}
         self._versions: dict[tuple[str, str], Version] = {}
         self._retry_at: dict[str, float] = {}
         self._deferred: dict[str, dict[str, Any]] = {}  # when the pointer could not be written
-        self._wanted: dict[tuple[str, str, str], float] = {}
         self._state_id: str | None = None
 
     # -- folders --------------------------------------------------------------
@@ -315,15 +165,15 @@ class Catalog:
             log.warning("state folder %s was replaced or emptied; publishing every dataset "
                         "again", self.state_dir)
             self.forget_all()
-            if self.background:
-                jobs.submit(("republish", found), self.republish)
+            if self.schedule is not None:
+                self.schedule.call_soon(("republish", found), self.republish)
         self._state_id = found
 
     def forget_all(self) -> None:
         """Drop every version this process remembers (the state folder changed under it)."""
         self._current.clear()
         self._versions.clear()
-        self._wanted.clear()
+        self.artifacts.forget()
 
     def republish(self) -> None:
         """Publish every dataset's current file now (background job after a state loss)."""
@@ -454,6 +304,7 @@ class Catalog:
             return self._fallback(name, previous, pointer.rejected["error"])  # type: ignore[index]
         try:
             version = self._ingest(name, path, sig)
+            later = self.artifacts.build_inline(version)  # before any process can serve it
             self._publish(name, pointer, version, sig)
         except SourceChanged:
             self._retry_at[name] = time.monotonic() + RETRY_REJECTED_AFTER
@@ -465,6 +316,7 @@ class Catalog:
         except OSError as exc:
             return self._defer(name, pointer, sig, previous, exc)
         self._deferred.pop(name, None)
+        self.artifacts.submit(version, later)
         return self._remember(name, sig, version)
 
     def _defer(self, name: str, pointer: Pointer, sig: Signature, previous: Version | None,
@@ -565,41 +417,14 @@ class Catalog:
     def variant_unusable(self, version: Version, encoding: str, problem: str) -> None:
         """A variant is missing or damaged: quarantine a damaged one, have it built again."""
         version.forget_variant(encoding)
-        path = compress.variant_path(version.path, encoding)
-        if path.exists():
-            with contextlib.suppress(OSError), self._lock(
-                    version.directory / ".compress.lock", wait=False) as free:
-                if free and compress.variant_problem(path, integrity.read_sum(path)) is not None:
-                    integrity.quarantine(self.state_dir, path, problem)
-        self.want(version, "variants")
-
-    def quarantine_index(self, version: Version, reason: str) -> None:
-        """Move a damaged index aside, unless a build holds its lock or it is sound now."""
-        path = version.directory / sqlite_index.INDEX_FILE
-        with contextlib.suppress(OSError), self._lock(
-                version.directory / INDEX_LOCK, wait=False) as free:
-            if free and path.exists() and sqlite_index.open_problem(version.directory):
-                integrity.quarantine(self.state_dir, path, reason)
-
-    def want(self, version: Version, artifact: str) -> None:
-        """Ask the job queue for ``artifact`` of ``version``, at most every RESUBMIT_SECONDS.
-
-        The job that publishing queued may have died with its process, or failed
-        for want of space; this is how a missing derived file gets built again.
-        """
-        if not self.background:
-            return
-        key = (version.name, version.id, artifact)
-        now = time.monotonic()
-        if now - self._wanted.get(key, -RESUBMIT_SECONDS) < RESUBMIT_SECONDS:
-            return
-        self._wanted[key] = now
-        jobs.dispatch(self.settings, "build_artifact", artifact, version.name, version.id)
+        if compress.variant_path(version.path, encoding).exists():
+            self.artifacts.quarantine(version, compress.ARTIFACT, problem)
+        self.artifacts.want(version, compress.ARTIFACT)
 
     def verify(self, version: Version) -> None:
         """Read every stored file of ``version`` and compare it with its recorded digest.
 
-        Damaged derived files are quarantined (the caller builds them again). A
+        Damaged artifact files are quarantined (the caller builds them again). A
         damaged stored copy raises NotReady after quarantining the version:
         publish again.
         """
@@ -608,17 +433,7 @@ class Catalog:
         if problem is not None:
             self.lost(version, problem)
             raise NotReady(f"the stored copy of {version.name!r} was damaged: {problem}")
-        for encoding in self.settings.precompress_encodings:
-            path = compress.variant_path(version.path, encoding)
-            if path.exists():
-                problem = integrity.digest_problem(path, integrity.read_sum(path))
-                if problem is not None:
-                    integrity.quarantine(self.state_dir, path, problem)
-                    version.forget_variant(encoding)
-        problem = sqlite_index.verify(version.directory)
-        if problem is not None:
-            integrity.quarantine(self.state_dir, version.directory / sqlite_index.INDEX_FILE,
-                                 problem)
+        self.artifacts.verify(version)
 
     # -- ingest and publish ----------------------------------------------------
     def _ingest(self, name: str, path: Path, sig: Signature) -> Version:
@@ -646,7 +461,7 @@ class Catalog:
 
     def _describe(self, copy: Path, digest: str, sig: Signature) -> dict[str, Any]:
         started = time.monotonic()
-        result = jobs.run_blocking(scan, copy)  # seconds of CPU for a big file
+        result = run_blocking(scan, copy)  # seconds of CPU for a big file
         return {
             "sha256": digest,
             "bytes": sig.size,
@@ -665,68 +480,33 @@ class Catalog:
         for old in history[len(keep):]:
             shutil.rmtree(self.state_dir / "versions" / name / old, ignore_errors=True)
             self._versions.pop((name, old), None)
-        if self.background:
-            for artifact in ARTIFACTS:
-                jobs.dispatch(self.settings, "build_artifact", artifact, name, version.id)
 
-    def build_artifact(self, artifact: str, name: str, version_id: str) -> None:
-        """The background job: one derived artifact of a version still current.
+    def build(self, request: Build) -> None:
+        """A background job: one artifact of a version, if that version is still current.
 
         A version replaced while its job waited would cost work nobody can use
         (compressing or indexing 50 MB takes seconds and tens of MB of memory).
         """
-        if self.pointer(name).version != version_id:
+        if self.pointer(request.dataset).version != request.version:
             return
         try:
-            version = self.version(name, version_id)
+            version = self.version(request.dataset, request.version)
         except NotReady:
             return  # lost meanwhile: the next request publishes it again
-        if artifact == "variants":
-            self.build_variants(version)
-        elif artifact == "index":
-            self.build_index(version)
-        else:
-            raise ValueError(f"unknown artifact {artifact!r}")
-
-    def build_variants(self, version: Version, wait: bool = False) -> None:
-        """Build the precompressed variants of a version (idempotent, once per version).
-
-        Without ``wait``, returns at once when another thread or process is building them.
-        """
-        if not version.variants_expected:
-            return
-        with self._lock(version.directory / ".compress.lock", wait=wait) as locked:
-            if locked:
-                compress.build_variants(version.path, self.settings)
-
-    def build_index(self, version: Version, wait: bool = False) -> None:
-        """Build the spatial index of a version (idempotent; a failure is recorded once)."""
-        with self._lock(version.directory / INDEX_LOCK, wait=wait) as locked:
-            if locked:
-                sqlite_index.ensure(version.directory, version.path, version.meta,
-                                    self.state_dir)
-
-    def index_building(self, version: Version) -> bool:
-        """True while some process holds the version's index lock."""
-        try:
-            with self._lock(version.directory / INDEX_LOCK, wait=False) as locked:
-                return not locked
-        except OSError:  # the folder is gone or full: nobody is building there
-            return False
+        self.artifacts.build(version, request.artifact)
 
     def prepare(self, name: str) -> Version:
-        """Publish the current file of ``name``, check it, build its variants and index now."""
+        """Publish the current file of ``name``, check it, build every artifact now."""
         version = self.current(name)
         try:
             self.verify(version)
         except NotReady:
             version = self.current(name)  # its copy was damaged: published again
-        self.build_variants(version, wait=True)
-        self.build_index(version, wait=True)
+        self.artifacts.build_all(version)
         return version
 
     def prepare_all(self, say: Callable[[str], None]) -> int:
-        """Publish every dataset and build its variants; returns the number of failures."""
+        """Publish every dataset and build its artifacts; returns the number of failures."""
         failures = 0
         for name in self.names():
             started = time.monotonic()
@@ -750,30 +530,10 @@ class Catalog:
 
     @contextlib.contextmanager
     def _lock(self, path: Path, wait: bool | float) -> Iterator[bool]:
-        """An exclusive lock shared by every process using this state folder.
-
-        ``wait``: False to give up at once, True for up to LOCK_WAIT_SECONDS, or
-        seconds. Waiting longer than that raises NotReady (503, Retry-After).
-        """
+        """:func:`geojson_api.locks.file_lock` in the state folder (made again if it was lost)."""
         self.ensure_state()
-        limit = LOCK_WAIT_SECONDS if wait is True else float(wait)
-        with open(path, "a+b") as handle:
-            deadline = time.monotonic() + limit
-            while True:
-                try:
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if not wait:
-                        yield False
-                        return
-                    if time.monotonic() > deadline:
-                        raise NotReady(f"{path.stem} is busy; try again shortly") from None
-                    time.sleep(0.02)
-            try:
-                yield True
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        with locks.file_lock(path, wait) as locked:
+            yield locked
 
 
 def _retry_after(entry: dict[str, Any]) -> int:

@@ -137,9 +137,9 @@ def _apply_env(pairs: dict[str, object]) -> None:
 
 def prepare(settings: Settings, say: Callable[[str], None]) -> int:
     """Publish every dataset now, without background jobs; returns the failures."""
-    from .catalog import Catalog
+    from .pipeline import open_catalog
 
-    return Catalog(settings, background=False).prepare_all(say)
+    return open_catalog(settings, background=False).prepare_all(say)
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -156,11 +156,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print(f"geojson-api worker: set {env_name('broker_url')} (e.g. "
               "redis://127.0.0.1:6379/1)", file=sys.stderr)
         return 2
-    from .tasks import celery_app
+    from .pipeline import worker_app
 
     argv = ["worker", f"--concurrency={args.concurrency}", "--loglevel=INFO",
             "--without-gossip", "--without-mingle", "--hostname=geojson-api@%h"]
-    celery_app(settings.broker_url).worker_main(argv)
+    worker_app(settings).worker_main(argv)
     return 0
 
 

@@ -1,6 +1,7 @@
 """Precompressed variants (gzip, brotli) of a stored version.
 
-Built once per version, in the background, chunk by chunk so that memory
+Built once per version (while publishing for files up to
+``precompress_on_publish_bytes``, else in the background), chunk by chunk so that memory
 stays flat and a gevent worker keeps serving while it runs (each chunk ends
 with a zero-length sleep, a cooperative yield under gevent and a no-op with
 threads). A variant appears by atomic rename: it is absent or complete.
@@ -22,6 +23,9 @@ import brotli
 from .integrity import Sum, read_sum, size_problem, write_sum
 from .settings import Settings
 
+ARTIFACT = "variants"
+"""The variants' name among a version's artifacts (see geojson_api.pipeline)."""
+LOCK_FILE = ".compress.lock"
 SUFFIX = {"gzip": ".gz", "br": ".br"}
 CHUNK = 1 << 20
 

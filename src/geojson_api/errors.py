@@ -85,6 +85,34 @@ class StorageError(StorageFull):
     code = "storage-error"
 
 
+class DatasetUnavailable(APIError):
+    """The dataset's file exists but no version of it could be published."""
+
+    status = 503
+    code = "dataset-unavailable"
+
+
+class IndexFailed(APIError):
+    """The version's index could not be built; whole-file downloads still work."""
+
+    status = 503
+    code = "index-failed"
+
+
+INDEX_DAMAGE_RETRY_AFTER = 5
+
+
+class IndexDamaged(NotReady):
+    """The index file failed a check or a read; it is being built again."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description, retry_after=INDEX_DAMAGE_RETRY_AFTER)
+
+
+class SourceChanged(Exception):
+    """The data file changed while it was being copied (not an HTTP error: retried)."""
+
+
 def storage_problem(code: str, description: str, retry_after: int) -> StorageFull:
     """The StorageFull or StorageError for a recorded failure ``code``."""
     kind = StorageFull if code == StorageFull.code else StorageError

@@ -52,11 +52,11 @@ def on_starting(server: object) -> None:
     app_logger.propagate = False
     if not _s.prepare_on_start:
         return
-    from geojson_api.catalog import Catalog
+    from geojson_api.pipeline import open_catalog
 
     logger.info("preparing datasets in %s", _s.data_dir)
     try:
-        Catalog(_s, background=False).prepare_all(logger.info)
+        open_catalog(_s, background=False).prepare_all(logger.info)
     except OSError as exc:  # e.g. no data folder yet: workers answer /readyz with 503
         logger.warning("could not prepare datasets: %s", exc)
 
@@ -67,7 +67,7 @@ def post_worker_init(worker: object) -> None:
 
     install_json_errors()
     if "gevent" in type(worker).__module__:
-        from geojson_api.gevent_sendfile import install
+        from geojson_api.gevent_support import install
 
         install()
 

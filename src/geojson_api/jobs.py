@@ -1,9 +1,10 @@
 """Background jobs that requests must never wait for.
 
-:func:`dispatch` runs a named task (see ``tasks.py``) either on Celery workers,
-when ``GEOJSON_API_BROKER_URL`` names a broker, or on this process's own job
-thread otherwise. Both run the same task function; a broker that cannot be
-reached degrades to the in-process thread (logged), never to an error.
+A :class:`Scheduler` (what the catalog is given) runs artifact builds either
+on Celery workers, when the wiring gives it a sender (``GEOJSON_API_BROKER_URL``,
+see :mod:`geojson_api.pipeline` and :mod:`geojson_api.tasks`), or on this
+process's own job thread. This module knows nothing of Celery or of what a
+build does.
 
 The in-process queue has one worker thread, started lazily in the process
 that first submits (so it survives Gunicorn's fork: the master never owns it).
@@ -18,17 +19,13 @@ import logging
 import os
 import queue
 import threading
-import time
 from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Any, TypeVar
 
-if TYPE_CHECKING:
-    from .settings import Settings
+from .artifacts import Build
 
 log = logging.getLogger(__name__)
 
 Job = Callable[[], object]
-T = TypeVar("T")
 
 
 class JobRunner:
@@ -76,26 +73,9 @@ class JobRunner:
         with self._lock:
             return self._idle.wait_for(lambda: not self._pending, timeout)
 
-
     def _after_fork(self) -> None:
         """A forked child starts with no thread, no queue and nothing pending."""
         self.__init__()  # type: ignore[misc]
-
-
-def run_blocking(function: Callable[..., T], *args: object) -> T:
-    """Run CPU-bound work so that a gevent worker keeps serving meanwhile.
-
-    Under gevent (threading monkey-patched) the work goes to the hub's pool of
-    real OS threads and the calling greenlet waits; other greenlets keep
-    running. Elsewhere it is a plain call.
-    """
-    try:
-        from gevent import get_hub, monkey
-    except ImportError:  # pragma: no cover - gevent is a dependency
-        return function(*args)
-    if not monkey.is_module_patched("threading"):
-        return function(*args)
-    return get_hub().threadpool.apply(function, args)  # type: ignore[no-any-return]
 
 
 _runner = JobRunner()
@@ -110,50 +90,24 @@ def wait_idle(timeout: float | None = None) -> bool:
     return _runner.wait_idle(timeout)
 
 
-# -- named tasks: Celery when a broker is configured, this process otherwise -------
-CELERY_TASK = "geojson_api.run"
-BROKER_TIMEOUT = 1.0
-LOG_INTERVAL = 60.0
-_producers: dict[str, Any] = {}
-os.register_at_fork(after_in_child=_producers.clear)  # a broker connection is per process
-_last_broker_log = 0.0
+class Scheduler:
+    """Where a version's artifact builds run: Celery workers or this process's job thread.
 
+    ``run`` builds a request here (on the job thread); ``send`` hands it to a
+    broker and returns False when the broker cannot take it, in which case it
+    runs here after all: a broker that is down degrades to the web process,
+    never to an error.
+    """
 
-def dispatch(settings: Settings, task: str, *args: str) -> None:
-    """Run ``task(settings, *args)`` in the background, on Celery or in this process."""
-    if settings.broker_url and _send(settings.broker_url, task, args):
-        return
-    submit((task, *args), functools.partial(run_task, settings, task, *args))
+    def __init__(self, run: Callable[[Build], None],
+                 send: Callable[[Build], bool] | None = None) -> None:
+        self._run = run
+        self._send = send
 
+    def build(self, request: Build) -> None:
+        if self._send is not None and self._send(request):
+            return
+        submit(request, functools.partial(self._run, request))
 
-def run_task(settings: Settings, task: str, *args: str) -> None:
-    """Run a named task now: what the job thread and the Celery worker both call."""
-    from .tasks import TASKS  # tasks -> catalog -> jobs: imported when first used
-
-    TASKS[task](settings, *args)
-
-
-def _send(url: str, task: str, args: tuple[str, ...]) -> bool:
-    try:
-        _producer(url).send_task(CELERY_TASK, args=[task, *args], retry=False)
-    except Exception as exc:  # the broker is down: degrade to this process
-        _log_broker_error(exc)
-        return False
-    return True
-
-
-def _producer(url: str) -> Any:
-    found = _producers.get(url)
-    if found is None:
-        from .tasks import celery_app
-
-        found = _producers[url] = celery_app(url)
-    return found
-
-
-def _log_broker_error(exc: Exception) -> None:
-    global _last_broker_log
-    now = time.monotonic()
-    if now - _last_broker_log >= LOG_INTERVAL:
-        _last_broker_log = now
-        log.warning("job broker unavailable, running jobs in this process: %s", exc)
+    def call_soon(self, key: Hashable, job: Job) -> None:
+        submit(key, job)

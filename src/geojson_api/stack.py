@@ -30,8 +30,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .catalog import Catalog
 from .nginxconf import write_standalone
+from .pipeline import open_catalog
 from .settings import Settings, env_name
 
 STATE_FILE = "stack.json"
@@ -230,7 +230,7 @@ def up(settings: Settings, run_dir: Path, port: int, instances: int, offload: st
     if not Path(settings.data_dir).is_dir():
         raise StackError(f"data folder {settings.data_dir} does not exist")
     say(f"preparing datasets in {settings.data_dir} ...")
-    Catalog(settings, background=False).prepare_all(say)
+    open_catalog(settings, background=False).prepare_all(say)
     stack = Stack(str(run_dir), f"http://127.0.0.1:{port}")
     try:
         _start_all(stack, settings, run_dir, port, instances, offload)

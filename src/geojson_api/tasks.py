@@ -1,32 +1,34 @@
-"""The background tasks, and the Celery app that runs them on worker processes.
+"""Artifact builds on Celery workers: the task, the worker's app, the web side's sender.
 
-Every task is a plain function ``task(settings, *args)``. The in-process job
-thread (``jobs.py``) calls it directly; a Celery worker started with
-``geojson-api worker`` receives ``geojson_api.run(task, *args)`` and calls
-the same function with the worker's own settings (its environment must name
-the same data and state folders as the web processes').
+A web process given ``GEOJSON_API_BROKER_URL`` hands each :class:`Build` to
+the broker with a :class:`Sender`; a worker started with ``geojson-api
+worker`` runs the one task, ``geojson_api.run(artifact, dataset, version)``,
+with the ``run`` function the wiring gives it (:func:`geojson_api.pipeline.
+build_now` over the worker's own settings: its environment must name the same
+data and state folders as the web processes'). Celery is imported only here,
+and only when a broker is configured.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from collections.abc import Callable
 from typing import Any
 
-from .catalog import Catalog
-from .jobs import BROKER_TIMEOUT, CELERY_TASK, run_task
-from .settings import Settings
+from .artifacts import Build
+
+log = logging.getLogger(__name__)
+
+BUILD_TASK = "geojson_api.run"
+BROKER_TIMEOUT = 1.0
+LOG_INTERVAL = 60.0
+"""A broker that stays down is logged at most this often per process."""
 
 
-def build_artifact(settings: Settings, artifact: str, name: str, version_id: str) -> None:
-    """Build one derived artifact (``variants`` or ``index``) of a current version."""
-    Catalog(settings, background=False).build_artifact(artifact, name, version_id)
-
-
-TASKS: dict[str, Callable[..., None]] = {"build_artifact": build_artifact}
-
-
-def celery_app(broker_url: str) -> Any:
-    """A Celery app on ``broker_url`` that knows the one task entry point."""
+def celery_app(broker_url: str, run: Callable[[Build], None] | None = None) -> Any:
+    """A Celery app on ``broker_url``; with ``run``, one that executes the build task."""
     from celery import Celery
 
     app = Celery("geojson_api", broker=broker_url)
@@ -40,9 +42,40 @@ def celery_app(broker_url: str) -> Any:
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
     )
-
-    @app.task(name=CELERY_TASK)  # type: ignore[untyped-decorator]
-    def run(task: str, *args: str) -> None:
-        run_task(Settings.from_env(), task, *args)
+    if run is not None:
+        @app.task(name=BUILD_TASK)  # type: ignore[untyped-decorator]
+        def build(artifact: str, dataset: str, version: str) -> None:
+            run(Build(artifact, dataset, version))
 
     return app
+
+
+class Sender:
+    """Hands builds to the broker; False when it cannot (the caller builds locally)."""
+
+    def __init__(self, broker_url: str) -> None:
+        self.broker_url = broker_url
+        self._app: Any = None
+        self._pid = 0
+        self._last_log = -LOG_INTERVAL
+
+    def __call__(self, request: Build) -> bool:
+        try:
+            self._producer().send_task(
+                BUILD_TASK, args=[request.artifact, request.dataset, request.version],
+                retry=False)
+        except Exception as exc:  # the broker is down: degrade to this process
+            self._log(exc)
+            return False
+        return True
+
+    def _producer(self) -> Any:
+        if self._app is None or self._pid != os.getpid():  # a connection is per process
+            self._app, self._pid = celery_app(self.broker_url), os.getpid()
+        return self._app
+
+    def _log(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last_log >= LOG_INTERVAL:
+            self._last_log = now
+            log.warning("job broker unavailable, running jobs in this process: %s", exc)

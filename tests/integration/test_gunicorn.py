@@ -210,7 +210,7 @@ def test_memory_is_flat_under_50_concurrent_large_downloads(server: GunicornServ
 def test_files_go_out_with_sendfile(server: GunicornServer) -> None:
     """Bytes do not pass through Python: few read syscalls for a 50 MB download.
 
-    gthread uses sendfile(2) itself; gevent workers get geojson_api.gevent_sendfile.
+    gthread uses sendfile(2) itself; gevent workers get geojson_api.gevent_support.
     """
     url = f"{server.url}/geojson/large"
     before = {pid: proc_io(pid) for pid in server.worker_pids()}

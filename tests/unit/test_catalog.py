@@ -10,8 +10,10 @@ import pytest
 
 from geojson_api import catalog as catalog_module
 from geojson_api import jobs
-from geojson_api.catalog import Catalog, DatasetUnavailable
-from geojson_api.errors import DatasetNotFound, NotReady
+from geojson_api.artifacts import Build
+from geojson_api.catalog import Catalog
+from geojson_api.errors import DatasetNotFound, DatasetUnavailable, NotReady, SourceChanged
+from geojson_api.pipeline import open_catalog
 from geojson_api.settings import Settings
 
 from ..conftest import ROADS
@@ -22,7 +24,7 @@ OTHER = ROADS.replace(b'"A"', b'"Other"')
 def make_catalog(data_dir: Path, **overrides: object) -> Catalog:
     values: dict[str, object] = {"data_dir": data_dir, "precompress": "", "settle_seconds": 0.0}
     values.update(overrides)
-    return Catalog(Settings(**values))  # type: ignore[arg-type]
+    return open_catalog(Settings(**values))  # type: ignore[arg-type]
 
 
 def publish(path: Path, data: bytes) -> None:
@@ -120,7 +122,7 @@ def test_file_changing_during_copy(data_dir: Path, monkeypatch: pytest.MonkeyPat
 def test_unsettled_first_version_answers_not_ready(data_dir: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     def changed(*args: object) -> str:
-        raise catalog_module.SourceChanged("x")
+        raise SourceChanged("x")
 
     monkeypatch.setattr(catalog_module, "_copy_and_hash", changed)
     with pytest.raises(NotReady) as caught:
@@ -170,7 +172,7 @@ def test_variants_are_built_once(data_dir: Path) -> None:
     version = catalog.prepare("roads")
     assert version.variant("gzip") is not None and version.variant("br") is not None
     mtime = version.variant("gzip").stat().st_mtime_ns  # type: ignore[union-attr]
-    catalog.build_variants(version)
+    catalog.artifacts.build(version, "variants")
     assert version.variant("gzip").stat().st_mtime_ns == mtime  # type: ignore[union-attr]
 
 
@@ -194,20 +196,20 @@ def test_leftovers_of_a_killed_build_are_removed(data_dir: Path) -> None:
     version = catalog.current("roads")
     leftover = version.directory / ".data.geojson.gz.99999.tmp"
     leftover.write_bytes(b"half")
-    catalog.build_variants(version, wait=True)
+    catalog.artifacts.build(version, "variants", wait=True)
     assert not leftover.exists() and version.variant("gzip") is not None
 
 
 def test_background_job_skips_a_superseded_version(data_dir: Path) -> None:
     settings = Settings(data_dir=data_dir, precompress="gzip", compress_min_bytes=1,
-                        settle_seconds=0.0)
-    catalog = Catalog(settings, background=False)  # the test plays the job queue
+                        settle_seconds=0.0, precompress_on_publish_bytes=0)
+    catalog = open_catalog(settings, background=False)  # the test plays the job queue
     old = catalog.current("roads")
     publish(data_dir / "roads.geojson", OTHER)
     new = catalog.current("roads")
     for artifact in ("variants", "index"):
-        catalog.build_artifact(artifact, "roads", old.id)
-        catalog.build_artifact(artifact, "roads", new.id)
+        catalog.build(Build(artifact, "roads", old.id))
+        catalog.build(Build(artifact, "roads", new.id))
     assert old.variant("gzip") is None and new.variant("gzip") is not None
     assert not (old.directory / "index.sqlite").exists()
     assert (new.directory / "index.sqlite").exists()
@@ -225,6 +227,57 @@ def test_lost_version_folder_is_ingested_again(data_dir: Path) -> None:
 
 
 def test_run_blocking_is_a_plain_call_without_gevent() -> None:
-    from geojson_api.jobs import run_blocking
+    from geojson_api.gevent_support import run_blocking
 
     assert run_blocking(sum, [1, 2, 3]) == 6
+
+
+class RecordingScheduler:
+    """A scheduler that runs nothing: the test sees what publishing asked for."""
+
+    def __init__(self) -> None:
+        self.builds: list[Build] = []
+
+    def build(self, request: Build) -> None:
+        self.builds.append(request)
+
+    def call_soon(self, key: object, job: object) -> None:
+        raise AssertionError("nothing runs in the background here")
+
+
+def test_small_files_get_their_variants_while_published(data_dir: Path) -> None:
+    from geojson_api.pipeline import registry
+
+    settings = Settings(data_dir=data_dir, precompress="gzip,br", compress_min_bytes=1,
+                        settle_seconds=0.0, precompress_on_publish_bytes=len(ROADS))
+    scheduler = RecordingScheduler()
+    catalog = Catalog(settings, schedule=scheduler, artifacts=registry(settings))
+    version = catalog.current("roads")
+    assert version.variant("gzip") is not None and version.variant("br") is not None
+    assert [b.artifact for b in scheduler.builds] == ["index"]  # the rest is a job
+
+    publish(data_dir / "roads.geojson", OTHER + b" " * len(ROADS))  # above the limit
+    bigger = catalog.current("roads")
+    assert bigger.variant("gzip") is None
+    assert [b.artifact for b in scheduler.builds[1:]] == ["variants", "index"]
+    assert {b.version for b in scheduler.builds[1:]} == {bigger.id}
+
+
+def test_a_state_check_takes_no_lock_and_submits_nothing(data_dir: Path) -> None:
+    from geojson_api import locks
+    from geojson_api.pipeline import registry
+
+    settings = Settings(data_dir=data_dir, settle_seconds=0.0)
+    scheduler = RecordingScheduler()
+    catalog = Catalog(settings, schedule=scheduler, artifacts=registry(settings))
+    version = catalog.current("roads")
+    asked = list(scheduler.builds)
+    lock = version.directory / ".index.lock"
+    assert catalog.artifacts.state(version, "index").status == "queued"
+    with locks.file_lock(lock, wait=False) as mine:  # a builder elsewhere holds it
+        assert mine
+        assert catalog.artifacts.state(version, "index").status == "building"
+        assert locks.held(lock)
+    assert not locks.held(lock)
+    assert catalog.artifacts.state(version, "index").status == "queued"
+    assert scheduler.builds == asked

@@ -173,7 +173,7 @@ def test_pages_come_from_the_shared_cache(client: FlaskClient) -> None:
 def test_query_before_the_index_is_ready_is_503(
     make_app: Callable[..., Flask], data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jobs, "dispatch", lambda *args: None)  # nobody builds it
+    monkeypatch.setattr(jobs.Scheduler, "build", lambda self, request: None)  # nobody builds it
     client = make_app(features_retry_after=7).test_client()
     assert client.get("/collections/roads").json["index"]["status"] == "queued"  # type: ignore[index]
     response = client.get("/collections/roads/items")

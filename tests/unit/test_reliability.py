@@ -25,6 +25,7 @@ from geojson_api.features.openapi import NAME_PATTERN
 from geojson_api.gunicorn_workers import json_error_bytes
 from geojson_api.names import is_valid_name
 from geojson_api.nginxconf import render_site
+from geojson_api.pipeline import open_catalog
 from geojson_api.settings import Settings
 
 from ..conftest import ROADS
@@ -43,7 +44,7 @@ def publish(path: Path, data: bytes) -> None:
 
 
 def make_catalog(data_dir: Path, **overrides: Any) -> Catalog:
-    return Catalog(Settings(data_dir=data_dir, settle_seconds=0.0, **overrides))
+    return open_catalog(Settings(data_dir=data_dir, settle_seconds=0.0, **overrides))
 
 
 # -- a full state disk ---------------------------------------------------------------
@@ -102,7 +103,7 @@ def test_a_first_version_on_a_full_disk_is_a_503_with_retry_after(
     assert listing["fresh"]["refused"]["code"] == "storage-full"
     assert client.get("/collections").status_code == 200
     with pytest.raises(StorageFull):
-        Catalog(client.application.config["SETTINGS"]).current("fresh")
+        open_catalog(client.application.config["SETTINGS"]).current("fresh")
 
 
 def test_the_listing_says_why_a_newer_content_is_refused(
@@ -154,7 +155,7 @@ def test_a_truncated_variant_is_quarantined_and_identity_served(
     assert r.status_code == 200 and "Content-Encoding" not in r.headers and r.data == ROADS
     quarantined = list((data_dir / ".state/quarantine").iterdir())
     assert any(p.name.endswith("data.geojson.gz") for p in quarantined)
-    catalog._wanted.clear()  # the rebuild was asked for; ask again without the throttle
+    catalog.artifacts.forget()  # the rebuild was asked for; ask again without the throttle
     client.get("/geojson/roads", headers={"Accept-Encoding": "gzip"})
     assert jobs.wait_idle(30)
     rebuilt = client.get("/geojson/roads", headers={"Accept-Encoding": "gzip"})

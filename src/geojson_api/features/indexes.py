@@ -2,45 +2,36 @@
 
 Each process keeps the open indexes of current versions, each checked when
 opened (recorded size, SQLite's quick check). A version whose index is
-missing gets a build job (at most once per ``catalog.RESUBMIT_SECONDS`` per
-process, since another process or a Celery worker may be building it) and
-its queries answer 503 with ``Retry-After`` until the index file appears. A
-damaged index (found when opened or while read) is closed, quarantined and
-built again the same way; no worker dies of it (indexes are read without a
-memory map).
+missing gets a build job when a query needs it (at most once per
+``artifacts.RESUBMIT_SECONDS`` per process, since another process or a Celery
+worker may be building it) and its queries answer 503 with ``Retry-After``
+until the index file appears. A damaged index (found when opened or while
+read) is closed, quarantined and built again the same way; no worker dies of
+it (indexes are read without a memory map). The index is the ``index``
+artifact of a version (:mod:`geojson_api.artifacts`); reading its state for a
+document takes no lock and submits nothing.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..artifacts import ArtifactState
 from ..catalog import Catalog, Version
-from ..errors import APIError, NotReady
+from ..errors import IndexDamaged, IndexFailed, NotReady
 from . import sqlite_index
 from .query import FeatureBackend
 
 OPEN_PER_DATASET = 2
+ARTIFACT = "index"
+"""The spatial index's name among a version's artifacts."""
+LOCK_FILE = ".index.lock"
+"""Held while the index of a version is built (in the version's folder)."""
 
-
-class IndexFailed(APIError):
-    """The version's index could not be built; whole-file downloads still work."""
-
-    status = 503
-    code = "index-failed"
-
-
-@dataclass
-class IndexState:
-    """What the collection document says about its index."""
-
-    status: str  # ready, building, queued or failed
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"status": self.status, **self.info}
+IndexState = ArtifactState
+"""What the collection document says about its index: ready, building, queued or failed."""
 
 
 class Indexes:
@@ -64,6 +55,7 @@ class Indexes:
             self.catalog.lost(version, "its folder is gone")
             raise NotReady(f"dataset {version.name!r} is being published again; try again "
                            "shortly", retry_after=1)
+        self.catalog.artifacts.want(version, ARTIFACT)  # the missing-artifact path
         state = self.state(version)
         if state.status == "failed":
             raise IndexFailed(f"the index of {version.name!r} could not be built: "
@@ -83,7 +75,7 @@ class Indexes:
                     path, on_damage=lambda reason: self.damaged(version, reason))
                 return self._remember(version, index)
         self.damaged(version, problem)
-        raise sqlite_index.IndexDamaged(f"the index of {version.name!r} is damaged ({problem}); "
+        raise IndexDamaged(f"the index of {version.name!r} is damaged ({problem}); "
                                         "it is being built again")
 
     def damaged(self, version: Version, reason: str) -> None:
@@ -92,8 +84,8 @@ class Indexes:
             index = self._open.get(version.name, {}).pop(version.id, None)
         if index is not None:
             index.close()
-        self.catalog.quarantine_index(version, reason)
-        self.catalog.want(version, "index")
+        self.catalog.artifacts.quarantine(version, ARTIFACT, reason)
+        self.catalog.artifacts.want(version, ARTIFACT)
 
     def _remember(
         self, version: Version, index: sqlite_index.SQLiteIndex
@@ -105,21 +97,19 @@ class Indexes:
         return index
 
     def state(self, version: Version) -> IndexState:
-        """ready (with the index's numbers), failed (with why), building or queued."""
-        directory = version.directory
-        path = directory / sqlite_index.INDEX_FILE
-        if path.exists():
-            try:
-                return IndexState("ready", self._ready_info(version, path))
-            except NotReady as exc:  # damaged, being built again
-                return IndexState("queued", {"reason": exc.description})
-        error = sqlite_index.failure(directory)
-        if error is not None:
-            return IndexState("failed", {"error": error})
-        if self.catalog.index_building(version):
-            return IndexState("building")
-        self.catalog.want(version, "index")
-        return IndexState("queued")
+        """ready (with the index's numbers), failed (with why), building or queued.
+
+        Opening a ready index to read its numbers is the one side effect: an
+        index found damaged then is quarantined and asked for again.
+        """
+        state = self.catalog.artifacts.state(version, ARTIFACT)
+        if state.status != "ready":
+            return state
+        try:
+            info = self._ready_info(version, version.directory / sqlite_index.INDEX_FILE)
+        except NotReady as exc:  # damaged, being built again
+            return IndexState("queued", {"reason": exc.description})
+        return IndexState("ready", info)
 
     def _ready_info(self, version: Version, path: Path) -> dict[str, Any]:
         info = self.backend(version).info()

@@ -1,4 +1,10 @@
-"""Cooperative ``sendfile(2)`` for Gunicorn's gevent workers.
+"""What gevent workers need: cooperative ``sendfile(2)`` and CPU work off the hub.
+
+:func:`run_blocking` runs CPU-bound work (scanning a big file while
+publishing it) on the hub's pool of real threads under gevent, and as a plain
+call everywhere else; gevent is imported only when it is installed.
+
+Cooperative ``sendfile(2)`` for Gunicorn's gevent workers:
 
 gevent's ``socket.sendfile`` never calls ``sendfile(2)``: it reads the file in
 8 KiB blocks and sends each one from Python (6,105 reads and sends for one
@@ -13,9 +19,27 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 MAX_CHUNK = 1 << 30
+T = TypeVar("T")
+
+
+def run_blocking(function: Callable[..., T], *args: object) -> T:
+    """Run CPU-bound work so that a gevent worker keeps serving meanwhile.
+
+    Under gevent (threading monkey-patched) the work goes to the hub's pool of
+    real OS threads and the calling greenlet waits; other greenlets keep
+    running. Elsewhere it is a plain call (gevent is not even imported).
+    """
+    monkey = sys.modules.get("gevent.monkey")  # only a gevent worker has imported it
+    if monkey is None or not monkey.is_module_patched("threading"):
+        return function(*args)
+    from gevent import get_hub
+
+    return get_hub().threadpool.apply(function, args)  # type: ignore[no-any-return]
 
 
 def _regular_fileno(file: Any) -> int | None:
