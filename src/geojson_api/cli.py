@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from .errors import InvalidGeoJSON
+from .errors import InvalidGeoJSON, StackError
 from .scan import scan
 from .settings import Settings, SettingsError, env_name, markdown_table, table
 
@@ -215,7 +215,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
             stack.down(run_dir, print)
             return 0
         return _stack_status(run_dir)
-    except stack.StackError as exc:
+    except StackError as exc:
         print(f"geojson-api stack: {exc}", file=sys.stderr)
         return 1
 

@@ -113,6 +113,11 @@ class SourceChanged(Exception):
     """The data file changed while it was being copied (not an HTTP error: retried)."""
 
 
+# -- errors of the command line (one line on stderr, exit 2) --------------------------
+class StackError(RuntimeError):
+    """The local stack could not be started, or a part of it is missing."""
+
+
 def storage_problem(code: str, description: str, retry_after: int) -> StorageFull:
     """The StorageFull or StorageError for a recorded failure ``code``."""
     kind = StorageFull if code == StorageFull.code else StorageError

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .errors import StackError
 from .nginxconf import write_standalone
 from .pipeline import open_catalog
 from .settings import Settings, env_name
@@ -37,10 +38,6 @@ from .settings import Settings, env_name
 STATE_FILE = "stack.json"
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
-
-
-class StackError(RuntimeError):
-    """The stack could not be started, or a part of it is missing."""
 
 
 @dataclass
