@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, url_for
 
+from . import http
 from .cache import cached, shared_cache
 from .catalog import Catalog, Version
 from .errors import APIError, error_response
@@ -28,15 +29,15 @@ def _iso(timestamp: float) -> str:
 
 def _links(name: str) -> list[dict[str, str]]:
     return [
-        {"rel": "self", "type": "application/json",
+        {"rel": "self", "type": http.JSON,
          "href": url_for("api.dataset", raw=name, _external=True)},
-        {"rel": "enclosure", "type": "application/geo+json",
+        {"rel": "enclosure", "type": http.GEOJSON,
          "href": url_for("delivery.geojson", raw=name, _external=True)},
     ]
 
 
 def _encodings(version: Version) -> list[str]:
-    return [e for e in ("gzip", "br") if version.variant(e) is not None]
+    return [e for e in http.ENCODINGS if version.variant(e) is not None]
 
 
 State = Version | APIError  # a dataset's current version, or why it has none
@@ -52,8 +53,9 @@ def _state(catalog: Catalog, name: str) -> tuple[State, Refusal]:
 
 
 def _token(name: str, state: State, refusal: Refusal) -> str:
-    """What a dataset's listing entry depends on: version and variants, or the error."""
-    refused = f":{refusal['code']}:{refusal['at']}" if refusal else ""
+    """Everything a dataset's entry depends on: version and variants, or the error;
+    and the refusal of a newer content, if any (each of its members is shown)."""
+    refused = f":{sorted(refusal.items())!r}" if refusal else ""
     if isinstance(state, APIError):
         return f"{name}:{state.code}:{state.description}{refused}"
     return f"{name}:{state.id}:{','.join(_encodings(state))}{refused}"
@@ -100,7 +102,7 @@ def _entry(name: str, state: State, refusal: Refusal) -> dict[str, Any]:
 
 
 def _json(body: bytes) -> Response:
-    return current_app.response_class(body, mimetype="application/json")
+    return current_app.response_class(body, mimetype=http.JSON)
 
 
 def _dump(value: Any) -> bytes:
@@ -109,29 +111,36 @@ def _dump(value: Any) -> bytes:
 
 def _listing(states: dict[str, tuple[State, Refusal]]) -> bytes:
     entries = [_entry(name, *state) for name, state in states.items()]
-    self_link = {"rel": "self", "type": "application/json",
+    self_link = {"rel": "self", "type": http.JSON,
                  "href": url_for("api.datasets", _external=True)}
     return _dump({"datasets": entries, "links": [self_link]})
 
 
+def _answer(kind: str, tokens: list[str], build: Callable[[], bytes]) -> Response:
+    """The document keyed by ``tokens`` (and the host of its links): 304 when the
+    client's copy is current, else from the shared cache or ``build()``."""
+    etag = http.weak_etag(request.host_url, *tokens)
+    return http.conditional(etag, http.REVALIDATE,
+                            lambda: _json(cached(f"{kind}:{etag}", build)))
+
+
 @bp.get("/api/datasets")
 def datasets() -> Response:
-    """Every published dataset with its metadata (cached per set of versions)."""
+    """Every dataset with its metadata; ETag and cache keyed by the set of current versions."""
     catalog = _catalog()
     states = {name: _state(catalog, name) for name in catalog.names()}
-    digest = hashlib.sha256("|".join(_token(n, *s) for n, s in states.items()).encode())
-    key = f"datasets:{request.host_url}:{digest.hexdigest()[:32]}"
-    return _json(cached(key, lambda: _listing(states)))
+    tokens = [_token(name, *state) for name, state in states.items()]
+    return _answer("datasets", tokens, lambda: _listing(states))
 
 
 @bp.get("/api/datasets/<path:raw>")
 def dataset(raw: str) -> Response:
-    """One dataset's metadata (cached per version)."""
+    """One dataset's metadata; ETag and cache keyed by its version."""
     catalog = _catalog()
     version = catalog.current(parse_request_name(raw))
     refusal = catalog.refusal(version.name)
-    key = f"dataset:{request.host_url}:{_token(version.name, version, refusal)}"
-    return _json(cached(key, lambda: _dump(describe(version, refusal))))
+    return _answer("dataset", [_token(version.name, version, refusal)],
+                   lambda: _dump(describe(version, refusal)))
 
 
 @bp.get("/healthz")

@@ -1,22 +1,28 @@
 """Whole-file delivery: ``GET|HEAD /geojson/<name>``.
 
 :meth:`Delivery.reply` decides *which* bytes (dataset, version,
-representation) and *which* status and headers, using Werkzeug's HTTP
-machinery (``is_resource_modified``, ``parse_etags``, ``parse_range_header``)
-for If-None-Match, If-Modified-Since, If-Match, Range and If-Range. The body
-is the WSGI server's ``wsgi.file_wrapper`` around the open file, which
-Gunicorn's sync and gthread workers turn into one ``sendfile()`` call: Python
-never reads the file, so memory stays flat whatever the file size. Range
-responses keep that property: the file is positioned at the range start and
-wrapped in a bounded reader whose descriptor the server still hands to
-``sendfile()``.
+representation) and *which* status and headers. The body is the WSGI server's
+``wsgi.file_wrapper`` around the open file, which Gunicorn's sync and gthread
+workers turn into one ``sendfile()`` call: Python never reads the file, so
+memory stays flat whatever the file size. Range responses keep that property:
+the file is positioned at the range start and wrapped in a bounded reader
+whose descriptor the server still hands to ``sendfile()``.
+
+One request is decided once, in this order: the representation (identity or
+a stored variant, :func:`choose_representation`), its headers, the
+preconditions (304, 412), HEAD, the size of the stored file and the byte
+range (416); then exactly one sender writes the body: memory for small files,
+the file for whole bodies, the bounded file for a range, or Nginx when
+offloading (X-Accel-Redirect). The HTTP rules themselves (ETags, conditionals,
+ranges, codings) are :mod:`geojson_api.http`'s.
 
 The same reply reaches clients on two paths. The Flask view serves it like any
 other view. :class:`FastLane`, a thin WSGI layer in front of Flask, serves it
 without building a request context, because for small files the framework, not
-the byte copy, is the cost (see docs/benchmarks.md). Anything the fast lane
-cannot answer (an error, a malformed request) goes on to Flask, so errors are
-still rendered by the one handler in :mod:`geojson_api.errors`.
+the byte copy, is the cost (see docs/benchmarks.md). An error on the fast lane
+is answered there with :func:`geojson_api.errors.render`, the renderer behind
+Flask's error handlers, so both paths give the same error; a request is never
+handled twice.
 """
 
 from __future__ import annotations
@@ -24,30 +30,22 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 from urllib.parse import parse_qs
 
 from flask import Blueprint, Flask, Response, current_app, request
-from werkzeug.exceptions import RequestedRangeNotSatisfiable
-from werkzeug.http import (
-    HTTP_STATUS_CODES,
-    is_resource_modified,
-    parse_accept_header,
-    parse_etags,
-    parse_range_header,
-)
 from werkzeug.wsgi import wrap_file
 
+from . import errors, http
 from .catalog import Catalog, Version
-from .errors import BadRequest, NotReady, PreconditionFailed, wsgi_error
+from .errors import BadRequest, NotReady, StoredFileProblem
+from .http import Header, Reply
 from .names import parse_request_name
 from .settings import Settings
 
-GEOJSON_MIMETYPE = "application/geo+json"
 BLOCK_SIZE = 256 * 1024  # read size when a server cannot sendfile (e.g. gevent)
-ENCODING_PREFERENCE = ("br", "gzip")  # best first, among equal client q-values
 PREFIX = "/geojson/"
 OFFLOAD_PREFIX = "/_offload"  # Nginx's internal locations over <state>/versions/
 
@@ -66,41 +64,6 @@ class Representation:
     encoding: str | None
     etag: str  # quoted
     size: int  # as recorded when it was built
-
-
-class StoredFileProblem(Exception):
-    """A stored file of the version being sent is missing or not the size recorded."""
-
-    def __init__(self, version: Version, rep: Representation, reason: str) -> None:
-        super().__init__(reason)
-        self.version, self.rep, self.reason = version, rep, reason
-
-    def report(self, catalog: Catalog) -> None:
-        """Have the file quarantined and made again; this process forgets it."""
-        if self.rep.encoding is None:
-            catalog.lost(self.version, self.reason)
-        else:
-            catalog.variant_unusable(self.version, self.rep.encoding, self.reason)
-
-
-def _size_checked(rep: Representation, version: Version, actual: int) -> int:
-    if actual != rep.size:
-        raise StoredFileProblem(version, rep, f"{rep.path.name} has {actual} bytes, "
-                                              f"{rep.size} were recorded")
-    return actual
-
-
-@dataclass
-class Reply:
-    """Status, headers and body of one delivery response."""
-
-    status: int
-    headers: list[tuple[str, str]]
-    body: Iterable[bytes] = field(default=())
-
-    @property
-    def status_line(self) -> str:
-        return f"{self.status} {HTTP_STATUS_CODES[self.status].upper()}"  # as Werkzeug does
 
 
 class BoundedFile(io.RawIOBase):
@@ -180,28 +143,14 @@ class SmallFiles:
         return data
 
 
-def cache_control(settings: Settings) -> str:
-    scope = "public" if settings.cache_public else "private"
-    return f"{scope}, max-age={settings.cache_max_age}, s-maxage={settings.cache_s_maxage}"
-
-
 def choose_representation(version: Version, accept_encoding: str | None) -> Representation:
     """The best stored representation the client accepts (identity if none better)."""
-    identity = Representation(version.path, None, f'"{version.id}"', version.size)
-    if not accept_encoding:
-        return identity
-    accepted = parse_accept_header(accept_encoding)
-    best: tuple[float, str, Path] | None = None
-    for encoding in ENCODING_PREFERENCE:
-        quality = accepted[encoding]
-        path = version.variant(encoding) if quality > 0 else None
-        if path is not None and (best is None or quality > best[0]):
-            best = (quality, encoding, path)
-    if best is None:
-        return identity
-    _, encoding, path = best
-    return Representation(path, encoding, f'"{version.id}.{encoding}"',
-                          version.variant_size(encoding))
+    for encoding in http.accepted_encodings(accept_encoding):
+        path = version.variant(encoding)
+        if path is not None:
+            return Representation(path, encoding, http.strong_etag(version.id, encoding),
+                                  version.variant_size(encoding))
+    return Representation(version.path, None, http.strong_etag(version.id), version.size)
 
 
 DOWNLOAD_VALUES = ("1", "true", "yes", "0", "false", "no", "")
@@ -218,26 +167,35 @@ def _download_requested(query: str) -> bool:
     raise BadRequest(f"download must be one of {', '.join(DOWNLOAD_VALUES)}, not {value!r}")
 
 
-def _single_byte_range(environ: WSGIEnviron, etag: str, last_modified: str,
-                       size: int) -> tuple[int, int] | None:
-    """(start, stop) of a Range to honour, or None to send the whole representation.
+class Source(NamedTuple):
+    """Where the bytes of a representation come from, and how many there are."""
 
-    RFC 9110 lets a server ignore Range; we do so for syntax it cannot parse,
-    for units other than bytes (which it must ignore), for multiple ranges, and
-    when If-Range does not match. A well-formed single range that misses the
-    representation raises 416.
-    """
-    parsed = parse_range_header(environ.get("HTTP_RANGE"))
-    if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
-        return None
-    if "HTTP_IF_RANGE" in environ and is_resource_modified(
-        environ, etag, None, last_modified, ignore_if_range=False
-    ):
-        return None
-    bounds = parsed.range_for_length(size)
+    size: int
+    data: bytes | None = None  # a small file, from memory
+    handle: BinaryIO | None = None  # the open file (None: memory, or nothing to open)
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+
+def _checked(rep: Representation, actual: int) -> int:
+    if actual != rep.size:
+        raise StoredFileProblem(rep.encoding, f"{rep.path.name} has {actual} bytes, "
+                                              f"{rep.size} were recorded")
+    return actual
+
+
+def _content(headers: list[Header], bounds: tuple[int, int] | None,
+             size: int) -> tuple[int, int, int]:
+    """Status, start and stop of a body of ``size`` bytes; adds its length (and range)."""
     if bounds is None:
-        raise RequestedRangeNotSatisfiable(length=size)
-    return bounds
+        headers.append(("Content-Length", str(size)))
+        return 200, 0, size
+    start, stop = bounds
+    headers += [("Content-Length", str(stop - start)),
+                ("Content-Range", f"bytes {start}-{stop - 1}/{size}")]
+    return 206, start, stop
 
 
 class Delivery:
@@ -245,61 +203,93 @@ class Delivery:
 
     def __init__(self, catalog: Catalog, settings: Settings) -> None:
         self.catalog = catalog
-        self.cache_control = cache_control(settings)
+        self.cache_control = http.cache_control(settings)
         self.small_files = SmallFiles(settings.small_file_bytes, settings.small_file_cache_bytes)
         self.offload = settings.offload == "nginx"
         self.versions_dir = Path(settings.state_path) / "versions"
 
     def reply(self, raw_name: str, environ: WSGIEnviron) -> Reply:
         """The reply for one request; a stored file found missing or damaged is reported
-        (quarantined, made again) and the request answered from what is left."""
+        (quarantined, made again) and the request answered once more from what is left."""
         name = parse_request_name(raw_name)
-        try:
-            return self._reply(self.catalog.current(name), environ)
-        except StoredFileProblem as problem:
-            problem.report(self.catalog)
-        try:
-            return self._reply(self.catalog.current(name), environ)
-        except StoredFileProblem as problem:  # twice in a row: let the client come back
-            problem.report(self.catalog)
-            raise NotReady(f"dataset {name!r} is being published again; try again shortly",
-                           retry_after=1) from None
+        for _ in range(2):
+            version = self.catalog.current(name)
+            try:
+                return self._reply(version, environ)
+            except StoredFileProblem as problem:
+                self._report(version, problem)
+        # twice in a row: let the client come back
+        raise NotReady(f"dataset {name!r} is being published again; try again shortly",
+                       retry_after=1)
+
+    def _report(self, version: Version, problem: StoredFileProblem) -> None:
+        """Have the file quarantined and made again; this process forgets it."""
+        if problem.encoding is None:
+            self.catalog.lost(version, problem.reason)
+        else:
+            self.catalog.variant_unusable(version, problem.encoding, problem.reason)
 
     def _reply(self, version: Version, environ: WSGIEnviron) -> Reply:
         rep = choose_representation(version, environ.get("HTTP_ACCEPT_ENCODING"))
-        last_modified = version.http_date
-        headers = [("Content-Type", GEOJSON_MIMETYPE), ("ETag", rep.etag),
-                   ("Last-Modified", last_modified), ("Cache-Control", self.cache_control),
-                   ("Vary", "Accept-Encoding"), ("Accept-Ranges", "bytes")]
+        headers = self._headers(version, rep, environ)
+        if http.check_preconditions(environ, rep.etag, version.http_date):
+            return Reply(304, http.not_modified_headers(rep.etag, self.cache_control,
+                                                        http.VARY_ENCODING))
+        if environ["REQUEST_METHOD"] == "HEAD":  # RFC 9110 14.2: Range is for GET only
+            size = self._source(rep, open_file=False).size
+            return Reply(200, [*headers, ("Content-Length", str(size))])
+        source = self._source(rep, open_file=not self.offload)
+        try:
+            bounds = http.byte_range(environ, rep.etag, version.http_date, source.size)
+        except BaseException:
+            source.close()
+            raise
+        if source.data is not None:
+            return _from_memory(source.data, headers, bounds)
+        if source.handle is None:
+            return self._offloaded(rep, headers, bounds)
+        return _from_file(environ, source.handle, source.size, headers, bounds)
+
+    def _headers(self, version: Version, rep: Representation,
+                 environ: WSGIEnviron) -> list[Header]:
+        """The fields every 200 and 206 of this representation carries."""
+        headers = [("Content-Type", http.GEOJSON), ("ETag", rep.etag),
+                   ("Last-Modified", version.http_date), ("Cache-Control", self.cache_control),
+                   ("Vary", http.VARY_ENCODING), ("Accept-Ranges", "bytes")]
         if rep.encoding:
             headers.append(("Content-Encoding", rep.encoding))
         if _download_requested(environ.get("QUERY_STRING", "")):
             headers.append(("Content-Disposition",
                             f'attachment; filename="{version.name}.geojson"'))
-        if "HTTP_IF_MATCH" in environ and not parse_etags(environ["HTTP_IF_MATCH"]).contains(
-                rep.etag.strip('"')):
-            raise PreconditionFailed(f"If-Match does not match the current version {rep.etag}")
-        conditional = "HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MODIFIED_SINCE" in environ
-        if conditional and not is_resource_modified(environ, rep.etag, None, last_modified):
-            # RFC 9110 15.4.5: the headers a 200 would carry that caches need.
-            return Reply(304, [headers[1], headers[3], headers[4]])
-        return self._body(version, rep, environ, headers, last_modified)
+        return headers
 
-    def _offloaded(self, version: Version, rep: Representation, environ: WSGIEnviron,
-                   headers: list[tuple[str, str]], last_modified: str) -> Reply:
+    def _source(self, rep: Representation, open_file: bool) -> Source:
+        """The bytes of a small file, or the checked size of a stored file (open if asked)."""
+        try:
+            data = self.small_files.get(rep.path, rep.size)
+            if data is not None:
+                return Source(len(data), data)
+            if not open_file:
+                return Source(_checked(rep, rep.path.stat().st_size))
+            handle = open(rep.path, "rb")  # noqa: SIM115 (the response closes it)
+        except FileNotFoundError:
+            raise StoredFileProblem(rep.encoding, f"{rep.path.name} is missing") from None
+        except ValueError as exc:
+            raise StoredFileProblem(rep.encoding, str(exc)) from None
+        try:
+            return Source(_checked(rep, os.fstat(handle.fileno()).st_size), handle=handle)
+        except BaseException:
+            handle.close()
+            raise
+
+    def _offloaded(self, rep: Representation, headers: list[Header],
+                   bounds: tuple[int, int] | None) -> Reply:
         """Let Nginx send the stored file: the same headers, the bytes by X-Accel-Redirect.
 
-        The app has already answered preconditions and 304s and refused
+        The app has already answered preconditions, 304s and HEAD and refused
         unsatisfiable ranges; Nginx applies a range only when we honour it
         (the ``range`` location), never a multi-range or an ignored one.
         """
-        try:
-            size = _size_checked(rep, version, rep.path.stat().st_size)
-        except FileNotFoundError:
-            raise StoredFileProblem(version, rep, f"{rep.path.name} is missing") from None
-        bounds = _single_byte_range(environ, rep.etag, last_modified, size)
-        if environ["REQUEST_METHOD"] == "HEAD":
-            return Reply(200, [*headers, ("Content-Length", str(size))])
         kind = "full" if bounds is None else "range"
         relative = rep.path.relative_to(self.versions_dir).as_posix()
         # Nginx's offload locations add Accept-Ranges themselves (exactly once).
@@ -307,37 +297,27 @@ class Delivery:
         headers.append(("X-Accel-Redirect", f"{OFFLOAD_PREFIX}/{kind}/{relative}"))
         return Reply(200, headers)
 
-    def _body(self, version: Version, rep: Representation, environ: WSGIEnviron,
-              headers: list[tuple[str, str]], last_modified: str) -> Reply:
-        try:
-            data = self.small_files.get(rep.path, rep.size)
-            if self.offload and data is None:  # small files: ours, and Nginx's micro-cache
-                return self._offloaded(version, rep, environ, headers, last_modified)
-            handle = open(rep.path, "rb") if data is None else None  # noqa: SIM115
-        except FileNotFoundError:
-            raise StoredFileProblem(version, rep, f"{rep.path.name} is missing") from None
-        except ValueError as exc:
-            raise StoredFileProblem(version, rep, str(exc)) from None
-        try:
-            size = len(data) if data is not None else _size_checked(
-                rep, version, os.fstat(handle.fileno()).st_size)  # type: ignore[union-attr]
-            bounds = _single_byte_range(environ, rep.etag, last_modified, size)
-        except BaseException:
-            if handle is not None:
-                handle.close()
-            raise
-        if environ["REQUEST_METHOD"] == "HEAD":
-            if handle is not None:
-                handle.close()
-            return Reply(200, [*headers, ("Content-Length", str(size))])
-        status, (start, stop) = (200, (0, size)) if bounds is None else (206, bounds)
-        headers.append(("Content-Length", str(stop - start)))
-        if status == 206:
-            headers.append(("Content-Range", f"bytes {start}-{stop - 1}/{size}"))
-        if data is not None:
-            return Reply(status, headers, [data[start:stop]])
-        body = handle if status == 200 else BoundedFile(handle, start, stop - start)  # type: ignore[arg-type]
-        return Reply(status, headers, wrap_file(environ, body, BLOCK_SIZE))  # type: ignore[arg-type]
+
+def _from_memory(data: bytes, headers: list[Header], bounds: tuple[int, int] | None) -> Reply:
+    status, start, stop = _content(headers, bounds, len(data))
+    return Reply(status, headers, [data[start:stop]])
+
+
+def _from_file(environ: WSGIEnviron, handle: BinaryIO, size: int, headers: list[Header],
+               bounds: tuple[int, int] | None) -> Reply:
+    """The open file through ``wsgi.file_wrapper`` (sendfile), bounded for a range."""
+    status, start, stop = _content(headers, bounds, size)
+    body = handle if status == 200 else BoundedFile(handle, start, stop - start)
+    return Reply(status, headers, wrap_file(environ, body, BLOCK_SIZE))  # type: ignore[arg-type]
+
+
+def _host_problem(environ: WSGIEnviron) -> BadRequest | None:
+    """RFC 9112 3.2: exactly one Host in every HTTP/1.1 request, else 400."""
+    host = environ.get("HTTP_HOST")
+    if (host is None and environ.get("SERVER_PROTOCOL") == "HTTP/1.1") or (
+            host is not None and "," in host):
+        return BadRequest("an HTTP/1.1 request needs exactly one Host header")
+    return None
 
 
 class FastLane:
@@ -348,21 +328,24 @@ class FastLane:
         self.delivery = delivery
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
-        host = environ.get("HTTP_HOST")
-        if (host is None and environ.get("SERVER_PROTOCOL") == "HTTP/1.1") or (
-                host is not None and "," in host):
-            # RFC 9112 3.2: exactly one Host in every HTTP/1.1 request, else 400.
-            return wsgi_error(BadRequest("an HTTP/1.1 request needs exactly one Host header"),
-                              start_response)
+        problem = _host_problem(environ)
+        if problem is not None:
+            return _send(errors.render(problem), environ, start_response)
         path: str = environ.get("PATH_INFO", "")
-        if path.startswith(PREFIX) and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
-            try:
-                reply = self.delivery.reply(path[len(PREFIX):], environ)
-            except Exception:
-                return self.app(environ, start_response)
-            start_response(reply.status_line, reply.headers)
-            return reply.body
-        return self.app(environ, start_response)
+        if not (path.startswith(PREFIX) and environ.get("REQUEST_METHOD") in ("GET", "HEAD")):
+            return self.app(environ, start_response)
+        try:
+            reply = self.delivery.reply(path[len(PREFIX):], environ)
+        except Exception as exc:  # answered here, as Flask's handlers would: never replayed
+            reply = errors.render(exc)
+        return _send(reply, environ, start_response)
+
+
+def _send(reply: Reply, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
+    start_response(reply.status_line, reply.headers)
+    if environ.get("REQUEST_METHOD") == "HEAD":  # an error's body: its length only, as Flask
+        return ()
+    return reply.body
 
 
 def _delivery() -> Delivery:

@@ -1,21 +1,26 @@
-"""Typed errors and the one place that turns them into JSON responses.
+"""Every error class of the service, and the one renderer that turns errors into responses.
 
-Domain code raises an :class:`APIError` subclass; :func:`init_app` registers a
-single handler that renders ``{"code": ..., "description": ...}`` with the
-error's HTTP status. Werkzeug's own HTTP exceptions (404 for unknown routes,
-405, 416 ...) and unexpected exceptions get the same JSON shape, so a client
-never sees an HTML page or a stack trace.
+Domain code raises an :class:`APIError` subclass; :func:`render` turns it into
+``{"code": ..., "description": ...}`` with the error's HTTP status. Werkzeug's
+own HTTP exceptions (404 for unknown routes, 405, 412 and 416 from
+:mod:`geojson_api.http` ...) and unexpected exceptions (logged) get the same
+JSON shape, so a client never sees an HTML page or a stack trace. Flask's
+error handlers (:func:`init_app`) and the delivery fast lane, which answers
+outside Flask, both answer with :func:`render`, so an error looks the same on
+either path.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from flask import Flask, Response, current_app, json
+from flask import Flask, Response, current_app
 from werkzeug.exceptions import HTTPException
-from werkzeug.http import HTTP_STATUS_CODES
+
+from .http import JSON, NO_STORE, Header, Reply
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,16 @@ class InvalidGeoJSON(BadRequest):
     code = "invalid-geojson"
 
 
+class InvalidParameter(BadRequest):
+    """A query parameter with a malformed value, or given twice."""
+
+    code = "invalid-parameter"
+
+
+class UnknownParameter(BadRequest):
+    code = "unknown-parameter"
+
+
 class NotFound(APIError):
     status = 404
     code = "not-found"
@@ -54,9 +69,8 @@ class DatasetNotFound(NotFound):
     code = "dataset-not-found"
 
 
-class PreconditionFailed(APIError):
-    status = 412
-    code = "precondition-failed"
+class FeatureNotFound(NotFound):
+    code = "feature-not-found"
 
 
 class NotReady(APIError):
@@ -67,6 +81,19 @@ class NotReady(APIError):
 
     def __init__(self, description: str, retry_after: int = 2) -> None:
         super().__init__(description, headers={"Retry-After": str(retry_after)})
+
+
+class StoredFileProblem(Exception):
+    """A stored file of the version being sent is missing or not the size recorded.
+
+    Not an HTTP error: delivery has the file quarantined and made again, and
+    answers from what is left (see :meth:`geojson_api.delivery.Delivery.reply`).
+    """
+
+    def __init__(self, encoding: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.encoding = encoding  # None: the identity file
+        self.reason = reason
 
 
 class StorageFull(APIError):
@@ -129,27 +156,16 @@ def error_body(code: str, description: str, **extra: Any) -> bytes:
     return json.dumps({"code": code, "description": description, **extra}).encode()
 
 
-def error_response(status: int, code: str, description: str, **extra: Any) -> Response:
-    response = current_app.response_class(
-        error_body(code, description, **extra), status=status, mimetype="application/json"
-    )
-    response.headers["Cache-Control"] = "no-store"
-    return response
+def error_reply(status: int, code: str, description: str,
+                headers: Iterable[Header] = (), **extra: Any) -> Reply:
+    """An error answer: the JSON body, never cached, with any ``headers`` it needs."""
+    body = error_body(code, description, **extra)
+    return Reply(status, [("Content-Type", JSON), ("Content-Length", str(len(body))),
+                          ("Cache-Control", NO_STORE), *headers], [body])
 
 
-def wsgi_error(error: APIError, start_response: Callable[..., Any]) -> Iterable[bytes]:
-    """Answer ``error`` from plain WSGI code (outside Flask), in the same shape."""
-    body = error_body(error.code, error.description)
-    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-               ("Cache-Control", "no-store"), *error.headers.items()]
-    start_response(f"{error.status} {HTTP_STATUS_CODES[error.status].upper()}", headers)
-    return [body]
-
-
-def _handle_api_error(error: APIError) -> Response:
-    response = error_response(error.status, error.code, error.description)
-    response.headers.update(error.headers)
-    return response
+# Fields of a Werkzeug exception's own response that the JSON answer keeps.
+KEPT_HTTP_HEADERS = ("Allow", "Content-Range", "Retry-After")
 
 
 def _http_code(exc: HTTPException) -> str:
@@ -157,22 +173,33 @@ def _http_code(exc: HTTPException) -> str:
     return name.lower().replace(" ", "-").replace("'", "")
 
 
-def _handle_http_exception(exc: HTTPException) -> Response:
-    response = error_response(exc.code or 500, _http_code(exc), exc.description or "")
-    original = exc.get_response()
-    for header in ("Allow", "Content-Range", "Retry-After"):
-        if header in original.headers:
-            response.headers[header] = original.headers[header]
-    return response
+def render(exc: BaseException) -> Reply:
+    """The answer to any error raised while handling a request (an unexpected one is logged)."""
+    if isinstance(exc, APIError):
+        return error_reply(exc.status, exc.code, exc.description, exc.headers.items())
+    if isinstance(exc, HTTPException):
+        headers = [(k, v) for k, v in exc.get_headers() if k in KEPT_HTTP_HEADERS]
+        return error_reply(exc.code or 500, _http_code(exc), exc.description or "", headers)
+    log.error("unhandled error", exc_info=exc)
+    return error_reply(500, "internal-error", "The server hit an unexpected error.")
 
 
-def _handle_unexpected(exc: Exception) -> Response:
-    log.exception("unhandled error")
-    return error_response(500, "internal-error", "The server hit an unexpected error.")
+def as_response(reply: Reply) -> Response:
+    """A :class:`Reply` as a Flask response."""
+    return current_app.response_class(reply.body, reply.status, reply.headers)
+
+
+def error_response(status: int, code: str, description: str, **extra: Any) -> Response:
+    """An error answer returned by a view (rather than raised), e.g. readiness."""
+    return as_response(error_reply(status, code, description, **extra))
+
+
+def _handle(exc: Exception) -> Response:
+    return as_response(render(exc))
 
 
 def init_app(app: Flask) -> None:
-    """Register the JSON error handlers."""
-    app.register_error_handler(APIError, _handle_api_error)
-    app.register_error_handler(HTTPException, _handle_http_exception)
-    app.register_error_handler(Exception, _handle_unexpected)
+    """Answer every error raised in a view with :func:`render` (APIError, Werkzeug's
+    HTTP exceptions, anything else)."""
+    for kind in (APIError, HTTPException, Exception):
+        app.register_error_handler(kind, _handle)

@@ -99,3 +99,50 @@ def test_a_dead_redis_degrades_to_uncached(make_app: object) -> None:
     stats = client.get("/readyz").json["cache"]  # type: ignore[index]
     assert stats["backend"] == "redis" and stats["errors"] == 1  # then backs off
     assert 0 < stats["backoff_seconds"] <= 5
+
+
+def test_listing_etag_and_304(make_app: object, data_dir: Path) -> None:
+    client = make_app(precompress="").test_client()  # type: ignore[operator]
+    first = client.get("/api/datasets")
+    etag = first.headers["ETag"]
+    assert etag.startswith('W/"') and first.headers["Cache-Control"] == "no-cache"
+    again = client.get("/api/datasets", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.data == b""
+    assert again.headers["ETag"] == etag and again.headers["Cache-Control"] == "no-cache"
+    failed = client.get("/api/datasets", headers={"If-Match": etag})  # weak: never matches
+    assert failed.status_code == 412 and failed.json["code"] == "precondition-failed"  # type: ignore[index]
+    assert client.get("/api/datasets", headers={"If-Match": "*"}).status_code == 200
+    other_host = client.get("/api/datasets", base_url="http://example.org")
+    assert other_host.headers["ETag"] != etag  # its links are absolute
+
+
+def test_listing_etag_follows_versions_and_refusals(make_app: object, data_dir: Path) -> None:
+    client = make_app(precompress="").test_client()  # type: ignore[operator]
+    seen = [client.get("/api/datasets").headers["ETag"]]
+
+    def changed() -> bool:
+        response = client.get("/api/datasets", headers={"If-None-Match": seen[-1]})
+        seen.append(response.headers["ETag"])
+        return response.status_code == 200 and seen[-1] != seen[-2]
+
+    assert not changed()  # nothing happened
+    (data_dir / "parks.geojson").write_bytes(ROADS)
+    assert changed()  # a new dataset
+    (data_dir / "parks.geojson").write_bytes(ROADS.replace(b'"A"', b'"P"'))
+    assert changed()  # a new version
+    (data_dir / "parks.geojson").write_bytes(b"{")
+    assert changed()  # the new content is refused: the listing says so
+    assert client.get("/api/datasets").json["datasets"][0]["refused"]  # type: ignore[index]
+    assert not changed()
+
+
+def test_one_dataset_etag(make_app: object, data_dir: Path) -> None:
+    client = make_app(precompress="").test_client()  # type: ignore[operator]
+    first = client.get("/api/datasets/roads")
+    etag = first.headers["ETag"]
+    assert etag.startswith('W/"')
+    assert client.get("/api/datasets/roads",
+                      headers={"If-None-Match": etag}).status_code == 304
+    (data_dir / "roads.geojson").write_bytes(ROADS.replace(b'"A"', b'"Q"'))
+    fresh = client.get("/api/datasets/roads", headers={"If-None-Match": etag})
+    assert fresh.status_code == 200 and fresh.headers["ETag"] != etag

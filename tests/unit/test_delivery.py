@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from geojson_api import jobs
+from geojson_api.catalog import Catalog, Version
 
 from ..conftest import ROADS
 
@@ -210,17 +213,42 @@ def test_served_bytes_do_not_change_when_the_file_is_rewritten(
     assert first.headers["ETag"] != second.headers["ETag"]
 
 
+LONG_AGO = "Mon, 01 Jan 2001 00:00:00 GMT"
+FAR_AHEAD = "Fri, 01 Jan 2100 00:00:00 GMT"
+
 REQUESTS = [
     {}, {"Accept-Encoding": "gzip"}, {"Accept-Encoding": "br;q=0.1, gzip"},
     {"Range": "bytes=3-30"}, {"Range": "bytes=-1", "Accept-Encoding": "br"},
     {"Range": "bytes=9999-"}, {"Range": "bytes=0-1,4-5"}, {"If-None-Match": "*"},
     {"If-Match": '"nope"'}, {"If-Range": '"nope"', "Range": "bytes=1-2"},
-    {"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"},
+    {"If-Modified-Since": LONG_AGO},
+    {"If-Unmodified-Since": LONG_AGO}, {"If-Unmodified-Since": FAR_AHEAD},
 ]
 
 
 PATHS = ["/geojson/roads", "/geojson/roads.geojson?download=1", "/geojson/missing",
          "/geojson/..%2f", "/geojson/roads?download=x"]
+
+Answer = tuple[str, list[tuple[str, str]], bytes]
+
+
+def call(wsgi: object, path: str, method: str = "GET",
+         headers: dict[str, str] | None = None) -> Answer:
+    """Status, headers (sorted, without Date) and body of one request to a WSGI app."""
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+    environ = EnvironBuilder(path=path, method=method, headers=headers).get_environ()
+    body, status, got = run_wsgi_app(wsgi, environ, buffered=True)  # type: ignore[arg-type]
+    kept = sorted((k, v) for k, v in got.items() if k not in ("Date",))
+    return status, kept, b"".join(body)
+
+
+def both_paths(app: Flask, path: str, method: str = "GET",
+               headers: dict[str, str] | None = None) -> tuple[Answer, Answer]:
+    """The same request through the fast lane and through the Flask view alone."""
+    fast = call(app.wsgi_app, path, method, headers)
+    flask_only = call(app.wsgi_app.app, path, method, headers)  # type: ignore[attr-defined]
+    return fast, flask_only
 
 
 @pytest.mark.parametrize("headers", REQUESTS)
@@ -229,17 +257,125 @@ PATHS = ["/geojson/roads", "/geojson/roads.geojson?download=1", "/geojson/missin
 def test_fast_lane_and_flask_view_agree(ready: FlaskClient, app: Flask, method: str,
                                         path: str, headers: dict[str, str]) -> None:
     """The WSGI fast lane and the Flask view give the same status, headers and body."""
-    from werkzeug.test import EnvironBuilder, run_wsgi_app
-
-    def call(wsgi: object) -> tuple[str, list[tuple[str, str]], bytes]:
-        environ = EnvironBuilder(path=path, method=method, headers=headers).get_environ()
-        body, status, got = run_wsgi_app(wsgi, environ, buffered=True)  # type: ignore[arg-type]
-        kept = sorted((k, v) for k, v in got.items() if k not in ("Date",))
-        return status, kept, b"".join(body)
-
-    fast = call(app.wsgi_app)
-    flask_only = call(app.wsgi_app.app)  # type: ignore[attr-defined]
+    fast, flask_only = both_paths(app, path, method, headers)
     assert fast == flask_only
+
+
+class CountingCatalog(Catalog):
+    """The app's own catalog, counting its lookups, and failing them when told to."""
+
+    calls: list[str]
+    failure: Exception | None
+
+    def current(self, name: str) -> Version:
+        self.calls.append(name)
+        if self.failure is not None:
+            raise self.failure
+        return super().current(name)
+
+
+def counting(app: Flask, failure: Exception | None = None) -> CountingCatalog:
+    """Turn the app's catalog (shared by the fast lane and the view) into a counting one."""
+    catalog = app.extensions["catalog"]
+    catalog.__class__ = CountingCatalog
+    catalog.calls, catalog.failure = [], failure
+    return catalog  # type: ignore[no-any-return]
+
+
+def test_api_errors_agree(app: Flask, data_dir: Path) -> None:
+    (data_dir / "broken.geojson").write_bytes(b"{")
+    fast, flask_only = both_paths(app, "/geojson/broken")
+    assert fast == flask_only
+    status, headers, body = fast
+    assert status == "503 SERVICE UNAVAILABLE" and ("Cache-Control", "no-store") in headers
+    assert json.loads(body)["code"] == "dataset-unavailable"
+
+
+def test_http_exceptions_agree_with_their_headers(ready: FlaskClient, app: Flask) -> None:
+    fast, flask_only = both_paths(app, "/geojson/roads", headers={"Range": "bytes=9999-"})
+    assert fast == flask_only
+    status, headers, body = fast
+    assert status == "416 REQUESTED RANGE NOT SATISFIABLE"
+    assert ("Content-Range", f"bytes */{len(ROADS)}") in headers
+    assert json.loads(body)["code"] == "requested-range-not-satisfiable"
+    head_fast, head_flask = both_paths(app, "/geojson/roads", "HEAD", {"If-Match": '"x"'})
+    assert head_fast == head_flask and head_fast[0].startswith("412") and head_fast[2] == b""
+
+
+def test_unexpected_errors_agree_and_are_logged(app: Flask,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    counting(app, RuntimeError("disk on fire"))
+    with caplog.at_level(logging.ERROR, logger="geojson_api.errors"):
+        fast, flask_only = both_paths(app, "/geojson/roads")
+    assert fast == flask_only
+    status, headers, body = fast
+    assert ("Cache-Control", "no-store") in headers
+    assert status == "500 INTERNAL SERVER ERROR" and b"disk on fire" not in body
+    assert json.loads(body) == {"code": "internal-error",
+                                "description": "The server hit an unexpected error."}
+    logged = [r for r in caplog.records if r.getMessage() == "unhandled error"]
+    assert len(logged) == 2 and all("disk on fire" in str(r.exc_info) for r in logged)
+
+
+@pytest.mark.parametrize(
+    ("path", "failure", "status"),
+    [("/geojson/broken", None, 503), ("/geojson/roads", RuntimeError("disk on fire"), 500),
+     ("/geojson/roads", None, 200)],
+)
+def test_a_request_is_handled_once(app: Flask, data_dir: Path, path: str,
+                                   failure: Exception | None, status: int) -> None:
+    """A failed fast-lane request is answered, not replayed through Flask (where the
+    catalog would be asked, and a publish waited for, a second time)."""
+    (data_dir / "broken.geojson").write_bytes(b"{")
+    catalog = counting(app, failure)
+    response = app.test_client().get(path)
+    assert response.status_code == status
+    assert catalog.calls == [path.rpartition("/")[2]]
+
+
+def test_a_304_carries_the_fields_rfc_9110_asks_for(ready: FlaskClient, app: Flask) -> None:
+    first = ready.get("/geojson/roads", headers={"Accept-Encoding": "gzip"})
+    for validator in ({"If-None-Match": first.headers["ETag"]},
+                      {"If-Modified-Since": first.headers["Last-Modified"]}):
+        status, headers, body = call(app.wsgi_app, "/geojson/roads", "GET",
+                                     {"Accept-Encoding": "gzip", **validator})
+        assert status == "304 NOT MODIFIED" and body == b""
+        assert dict(headers) == {"ETag": first.headers["ETag"],
+                                 "Cache-Control": first.headers["Cache-Control"],
+                                 "Vary": "Accept-Encoding"}
+
+
+def test_if_unmodified_since(ready: FlaskClient) -> None:
+    last_modified = ready.get("/geojson/roads").headers["Last-Modified"]
+    for date in (last_modified, FAR_AHEAD):
+        assert ready.get("/geojson/roads",
+                         headers={"If-Unmodified-Since": date}).status_code == 200
+    changed = ready.get("/geojson/roads", headers={"If-Unmodified-Since": LONG_AGO})
+    assert changed.status_code == 412 and changed.json["code"] == "precondition-failed"  # type: ignore[index]
+    assert "If-Unmodified-Since" in changed.json["description"]  # type: ignore[index]
+    etag = ready.get("/geojson/roads").headers["ETag"]
+    with_if_match = ready.get("/geojson/roads",  # If-Match decides; the date is ignored
+                              headers={"If-Match": etag, "If-Unmodified-Since": LONG_AGO})
+    assert with_if_match.status_code == 200
+    for value in ("tomorrow", "", "Mon, 99 Foo 2001"):
+        assert ready.get("/geojson/roads",
+                         headers={"If-Unmodified-Since": value}).status_code == 200
+
+
+def test_head_ignores_range(ready: FlaskClient) -> None:
+    """RFC 9110 14.2: range handling is defined for GET only."""
+    for header in ("bytes=0-3", "bytes=9999-"):
+        r = ready.head("/geojson/roads", headers={"Range": header})
+        assert r.status_code == 200 and r.headers["Content-Length"] == str(len(ROADS))
+        assert "Content-Range" not in r.headers
+
+
+def test_if_range_date_must_match_exactly(ready: FlaskClient) -> None:
+    last_modified = ready.get("/geojson/roads").headers["Last-Modified"]
+    hit = ready.get("/geojson/roads", headers={"Range": "bytes=0-3", "If-Range": last_modified})
+    assert hit.status_code == 206 and hit.data == ROADS[:4]
+    later = ready.get("/geojson/roads", headers={"Range": "bytes=0-3", "If-Range": FAR_AHEAD})
+    assert later.status_code == 200 and later.data == ROADS
 
 
 def test_small_files_memory_budget(tmp_path: Path) -> None:

@@ -244,3 +244,34 @@ def test_openapi_paths_exist(client: FlaskClient) -> None:
         concrete = path.replace("{collectionId}", "small").replace("{featureId}", "1")
         concrete = concrete.replace("{name}", "small")
         assert client.get(concrete).status_code == 200, path
+
+
+def test_feature_etag_per_representation(client: FlaskClient) -> None:
+    geojson = client.get("/collections/roads/items/2")
+    plain = client.get("/collections/roads/items/2?f=json")
+    assert geojson.headers["ETag"].startswith('W/"') and "max-age" in geojson.headers[
+        "Cache-Control"]
+    assert plain.headers["ETag"] != geojson.headers["ETag"]  # another media type
+    again = client.get("/collections/roads/items/2",
+                       headers={"If-None-Match": geojson.headers["ETag"]})
+    assert again.status_code == 304 and again.headers["ETag"] == geojson.headers["ETag"]
+    assert set(again.headers.keys()) == {"ETag", "Cache-Control"}
+
+
+def test_operations_with_an_etag_answer_304_and_412_as_documented(client: FlaskClient) -> None:
+    """Every operation the OpenAPI document gives a 304 answers one, and a 412 for If-Match;
+    the others carry no ETag."""
+    doc = client.get("/api").json
+    for path, item in doc["paths"].items():  # type: ignore[index]
+        concrete = path.replace("{collectionId}", "small").replace("{featureId}", "1")
+        concrete = concrete.replace("{name}", "small")
+        responses = item["get"]["responses"]
+        first = client.get(concrete)
+        if "304" not in responses:
+            assert "ETag" not in first.headers, path
+            continue
+        assert "412" in responses, path
+        etag = first.headers["ETag"]
+        assert client.get(concrete, headers={"If-None-Match": etag}).status_code == 304, path
+        failed = client.get(concrete, headers={"If-Match": '"not-it"'})
+        assert failed.status_code == 412 and failed.is_json, path

@@ -10,16 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..http import GEOJSON, HTML, JSON, OPENAPI, SCHEMA
 from .params import CRS84
 from .query import Queryable
 
 Url = Callable[..., str]
-
-GEOJSON = "application/geo+json"
-JSON = "application/json"
-OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
-SCHEMA = "application/schema+json"
-HTML = "text/html"
 
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..delivery import DOWNLOAD_VALUES
+from ..http import GEOJSON, JSON, OPENAPI, SCHEMA
 from ..names import MAX_NAME_LENGTH
 from ..settings import Settings
-from .documents import GEOJSON, JSON, OPENAPI, SCHEMA, Url
+from .documents import Url
 from .params import CRS84, CRS84H, INT64_MAX, INT64_MIN, ITEMS_PARAMETERS
 from .query import Queryable
 
@@ -75,6 +76,8 @@ _ERROR_RESPONSES = {"304": "NotModified", "400": "BadRequest", "404": "NotFound"
                     "431": "HeadersTooLarge", "503": "Unavailable"}
 _ANY_REQUEST = ["414", "431"]  # Gunicorn's (and Nginx's) own limits, on every URL
 _COMMON = ["400"]
+# Documents with an ETag (geojson_api.http): 304 for If-None-Match, 412 for If-Match.
+_CONDITIONAL_JSON = ["304", "400", "404", "412", "503"]
 OGC = "OGC API - Features"
 WHOLE = "Whole files"
 ITEMS_PARAMS = ["bbox", "bbox-crs", "limit", "offset", "f"]
@@ -108,11 +111,11 @@ def _paths() -> dict[str, Any]:
         "/collections/{collectionId}/items": {"get": {
             **_operation("Features, filtered and paged", "getFeatures",
                          _ok("A page of features", "FeatureCollection", GEOJSON, JSON),
-                         items_params, ["304", "400", "404", "503"], OGC),
+                         items_params, _CONDITIONAL_JSON, OGC),
             "description": _ITEMS_DESCRIPTION}},
         "/collections/{collectionId}/items/{featureId}": {"get": _operation(
             "One feature", "getFeature", _ok("The feature", "Feature", GEOJSON, JSON),
-            ["collectionId", "featureId", "f"], ["304", "400", "404", "503"], OGC)},
+            ["collectionId", "featureId", "f"], _CONDITIONAL_JSON, OGC)},
         "/geojson/{name}": {"get": _operation(
             "A dataset as one file (Range, ETag, gzip/br)", "getDatasetFile",
             {"description": "The whole file", "content": {GEOJSON: {"schema": {}}}},
@@ -121,10 +124,10 @@ def _paths() -> dict[str, Any]:
                               "content": {GEOJSON: {"schema": {}}}}})},
         "/api/datasets": {"get": _operation(
             "Every dataset with its metadata", "getDatasets",
-            _ok("The datasets", "Datasets", JSON), [], _COMMON, WHOLE)},
+            _ok("The datasets", "Datasets", JSON), [], ["304", "400", "412"], WHOLE)},
         "/api/datasets/{name}": {"get": _operation(
             "One dataset's metadata", "getDataset", _ok("The dataset", "Dataset", JSON),
-            ["name"], ["400", "404", "503"], WHOLE)},
+            ["name"], _CONDITIONAL_JSON, WHOLE)},
     }
 
 
@@ -153,7 +156,7 @@ def _collection_items(info: CollectionInfo) -> dict[str, Any]:
     op = _operation(f"Features of {info.name}, filtered and paged", f"getFeatures.{info.name}",
                     _ok("A page of features", "FeatureCollection", GEOJSON, JSON),
                     [*ITEMS_PARAMS, properties, sortby, *filters],
-                    ["304", "400", "404", "503"], OGC)
+                    _CONDITIONAL_JSON, OGC)
     return {"get": {**op, "description": _ITEMS_DESCRIPTION}}
 
 
@@ -272,10 +275,14 @@ def _responses() -> dict[str, Any]:
         return found
 
     return {
-        "NotModified": {"description": "The client's copy (If-None-Match) is current."},
+        "NotModified": {"description": "The client's copy is current: If-None-Match "
+                                       "matches the ETag (or, for whole files, nothing "
+                                       "changed since If-Modified-Since)."},
         "BadRequest": error("A malformed name, unknown parameter or invalid value."),
         "NotFound": error("No such collection, dataset or feature."),
-        "PreconditionFailed": error("If-Match did not match the current version."),
+        "PreconditionFailed": error(
+            "If-Match matched no current ETag (a weak ETag matches only `*`), or, for "
+            "whole files, the file changed after If-Unmodified-Since."),
         "RangeNotSatisfiable": error("The Range lies beyond the end of the file."),
         "UriTooLong": error("The request line is over the server's limit."),
         "HeadersTooLarge": error("The request's headers are over the server's limits."),

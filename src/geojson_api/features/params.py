@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 
-from ..errors import BadRequest
+from ..errors import InvalidParameter, UnknownParameter
 from .geometry import Box, split_antimeridian
 from .query import FeatureQuery, Queryable, Scalar, SortKey
 
@@ -27,14 +27,6 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # numbers here).
 _INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)")
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
-
-
-class InvalidParameter(BadRequest):
-    code = "invalid-parameter"
-
-
-class UnknownParameter(BadRequest):
-    code = "unknown-parameter"
 
 
 def single(args: Mapping[str, Sequence[str]], name: str) -> str | None:

@@ -14,7 +14,8 @@ from urllib.parse import urlencode
 
 import orjson
 
-from .documents import GEOJSON, Url, link
+from ..http import GEOJSON, JSON
+from .documents import Url, link
 from .query import FeaturePage, FeatureQuery
 
 CHUNK_BYTES = 64 * 1024
@@ -45,8 +46,8 @@ def page_links(
     if query.offset > 0:
         links.append(link(at(max(0, query.offset - query.limit)), "prev", GEOJSON,
                           "Previous page"))
-    links.append(link(url("features.collection", cid=name), "collection",
-                      "application/json", "The collection"))
+    links.append(link(url("features.collection", cid=name), "collection", JSON,
+                      "The collection"))
     return links
 
 

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from flask import Blueprint, Response, current_app, request, stream_with_context, url_for
 
+from .. import http
 from ..cache import shared_cache
 from ..catalog import Catalog, Version
-from ..delivery import cache_control
-from ..errors import APIError, NotFound
+from ..errors import APIError, FeatureNotFound
 from ..names import parse_request_name
 from ..settings import Settings
 from . import documents, openapi, render, sqlite_index
 from .indexes import Indexes
 from .params import check_format, parse_items, reject_unknown, single
+from .query import FeatureBackend, FeatureQuery
 
 bp = Blueprint("features", __name__)
-
-
-class FeatureNotFound(NotFound):
-    code = "feature-not-found"
 
 
 def _url(endpoint: str, **values: Any) -> str:
@@ -48,14 +45,14 @@ def _args(*known: str) -> dict[str, list[str]]:
     return args
 
 
-def _json(body: Any, mimetype: str = documents.JSON) -> Response:
+def _json(body: Any, mimetype: str = http.JSON) -> Response:
     data = body if isinstance(body, bytes) else orjson.dumps(body)
     return current_app.response_class(data, mimetype=mimetype)
 
 
 def _geojson_type() -> str:
     """GeoJSON's own media type, or plain JSON when asked with ``f=json``."""
-    return documents.JSON if request.args.get("f") == "json" else documents.GEOJSON
+    return http.JSON if request.args.get("f") == "json" else http.GEOJSON
 
 
 def _collection(name: str) -> tuple[Version, dict[str, Any]]:
@@ -81,7 +78,7 @@ def conformance() -> Response:
 @bp.get("/api", endpoint="openapi")
 def openapi_document() -> Response:
     _args()
-    return _json(openapi.document(_url, _settings(), _published()), documents.OPENAPI)
+    return _json(openapi.document(_url, _settings(), _published()), http.OPENAPI)
 
 
 def _published() -> list[openapi.CollectionInfo]:
@@ -100,7 +97,7 @@ def _published() -> list[openapi.CollectionInfo]:
 
 @bp.get("/api.html")
 def api_docs() -> Response:
-    return current_app.response_class(openapi.html(_url, _settings()), mimetype="text/html")
+    return current_app.response_class(openapi.html(_url, _settings()), mimetype=http.HTML)
 
 
 @bp.get("/collections")
@@ -127,7 +124,7 @@ def queryables(cid: str) -> Response:
     version = _catalog().current(parse_request_name(cid))
     backend = _indexes().backend(version)
     return _json(documents.queryables(_url, version.name, backend.queryables()),
-                 documents.SCHEMA)
+                 http.SCHEMA)
 
 
 @bp.get("/collections/<cid>/items/<path:fid>")
@@ -138,8 +135,8 @@ def item(cid: str, fid: str) -> Response:
     if feature is None:
         raise FeatureNotFound(f"collection {version.name!r} has no feature {fid!r}")
     body = render.with_links(feature, documents.feature_links(_url, version.name, fid))
-    response = _json(body, _geojson_type())
-    return _conditional(response, f"{version.id}|{fid}")
+    etag = http.weak_etag(request.host_url, version.id, fid, request.args.get("f", ""))
+    return _conditional(etag, lambda: _json(body, _geojson_type()))
 
 
 @bp.get("/collections/<cid>/items")
@@ -150,22 +147,21 @@ def items(cid: str) -> Response:
     args = request.args.to_dict(flat=False)
     query = parse_items(args, backend.queryables(), list(version.meta["properties"]),
                         settings.features_limit, settings.features_max_limit)
-    etag = _etag(f"{version.id}|{query.key()}|{single(args, 'f')}")
-    if request.if_none_match.contains_weak(etag):
-        return _not_modified(etag)
-    key = f"items:{request.host_url}:{version.name}:{etag}"
+    etag = http.weak_etag(request.host_url, version.id, query.key(), single(args, "f") or "")
+    return _conditional(etag, lambda: _page(version, backend, query, f"items:{etag}"))
+
+
+def _page(version: Version, backend: FeatureBackend, query: FeatureQuery, key: str) -> Response:
+    """An items page from the shared cache, or streamed from the index (and then kept)."""
     found = shared_cache().get(key)
     if isinstance(found, bytes):
-        return _tagged(_json(found, _geojson_type()), etag)
-    page = backend.query(query)
+        return _json(found, _geojson_type())
+    result = backend.query(query)
     links = render.page_links(_url, version.name, list(request.args.items(multi=True)), query,
-                              page.number_matched)
-    body = render.items_body(page, query, links)
-    keep = _keeper(key)
-    stream = render.tee(body, settings.features_cache_max_bytes, keep)
-    response = current_app.response_class(stream_with_context(stream),
-                                          mimetype=_geojson_type())
-    return _tagged(response, etag)
+                              result.number_matched)
+    body = render.items_body(result, query, links)
+    stream = render.tee(body, _settings().features_cache_max_bytes, _keeper(key))
+    return current_app.response_class(stream_with_context(stream), mimetype=_geojson_type())
 
 
 def _keeper(key: str) -> Any:
@@ -173,26 +169,9 @@ def _keeper(key: str) -> Any:
     return lambda body: cache.set(key, body)
 
 
-def _etag(text: str) -> str:
-    """A weak validator (the page's timeStamp differs between renderings)."""
-    return hashlib.sha256(f"{request.host_url}|{text}".encode()).hexdigest()[:32]
-
-
-def _tagged(response: Response, etag: str) -> Response:
-    response.set_etag(etag, weak=True)
-    response.headers["Cache-Control"] = cache_control(_settings())
-    return response
-
-
-def _conditional(response: Response, text: str) -> Response:
-    etag = _etag(text)
-    if request.if_none_match.contains_weak(etag):
-        return _not_modified(etag)
-    return _tagged(response, etag)
-
-
-def _not_modified(etag: str) -> Response:
-    return _tagged(current_app.response_class(status=304), etag)
+def _conditional(etag: str, build: Callable[[], Response]) -> Response:
+    """304 for a client whose copy is current, else ``build()``; both with the validators."""
+    return http.conditional(etag, http.cache_control(_settings()), build)
 
 
 def init_app(app: Any, catalog: Catalog) -> None:
