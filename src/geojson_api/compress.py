@@ -26,7 +26,7 @@ from .settings import Settings
 ARTIFACT = "variants"
 """The variants' name among a version's artifacts (see geojson_api.pipeline)."""
 LOCK_FILE = ".compress.lock"
-SUFFIX = {"gzip": ".gz", "br": ".br"}
+SUFFIX = {"gzip": ".gz", "br": ".br"}  # file name suffix of each coding in http.ENCODINGS
 CHUNK = 1 << 20
 
 

@@ -39,6 +39,8 @@ from typing import Any
 from gunicorn import util
 from gunicorn.workers import gthread
 
+from . import http
+
 HEAD_END = (b"\r\n\r\n", b"\n\n")
 RECV_BYTES = 64 * 1024
 ERROR_CODES = {400: "bad-request", 403: "forbidden", 408: "request-timeout",
@@ -52,7 +54,7 @@ def json_error_bytes(status: int, reason: str, description: str) -> bytes:
     code = ERROR_CODES.get(status, reason.lower().replace(" ", "-"))
     body = json.dumps({"code": code, "description": description or reason}).encode()
     head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
-            f"Content-Type: application/json\r\nCache-Control: no-store\r\n"
+            f"Content-Type: {http.JSON}\r\nCache-Control: {http.NO_STORE}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n")
     return head.encode("latin-1") + body
 
