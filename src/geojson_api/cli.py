@@ -6,7 +6,7 @@ Public forms (scripts and docs rely on them)::
     geojson-api sample DIR [--only NAME ...]
     geojson-api check FILE [--json] [--progress | --no-progress]
     geojson-api prepare [--data DIR]
-    geojson-api worker [--data DIR] [--concurrency N]
+    geojson-api worker [--data DIR] [--concurrency N] [--ping [--timeout S]]
     geojson-api settings [--markdown]
     geojson-api nginx-config [--upstream HOST:PORT ...] [--listen PORT] [--output FILE]
                              [--cache-dir DIR]
@@ -148,18 +148,55 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 1 if prepare(settings, print) else 0
 
 
+# The worker's Celery node name; %h is this host's name (a container's id in compose).
+WORKER_NODE = "geojson-api@%h"
+
+
+def _ping_worker(broker_url: str, timeout: float) -> int:
+    """Exit status of a Celery control ping to this host's worker: 0 on its reply."""
+    import socket
+
+    from kombu.utils.url import maybe_sanitize_url
+
+    from .tasks import celery_app
+
+    node = WORKER_NODE.replace("%h", socket.gethostname())
+    broker = maybe_sanitize_url(broker_url)  # no password in the message
+    try:
+        replies = celery_app(broker_url).control.ping(destination=[node], timeout=timeout)
+    except Exception as exc:  # kombu and redis raise their own connection errors
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"geojson-api worker --ping: broker {broker} unreachable: {reason}",
+              file=sys.stderr)
+        return 1
+    if any(node in reply for reply in replies):
+        print(f"{node}: pong")
+        return 0
+    print(f"geojson-api worker --ping: no reply from {node} via {broker} within {timeout:g} s",
+          file=sys.stderr)
+    return 1
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
-    """A Celery worker for the background jobs (variants, indexes) of the web processes."""
+    """A Celery worker for the background jobs (variants, indexes) of the web processes.
+
+    With ``--ping``, a health check instead: does this host's worker answer through the broker?
+    """
     _apply_env({"data_dir": args.data})  # the tasks read their settings from the environment
     settings = Settings.from_env()
     if not settings.broker_url:
         print(f"geojson-api worker: set {env_name('broker_url')} (e.g. "
               "redis://127.0.0.1:6379/1)", file=sys.stderr)
         return 2
+    if args.ping:
+        if not args.timeout > 0:
+            print("geojson-api worker: --timeout must be above 0 seconds", file=sys.stderr)
+            return 2
+        return _ping_worker(settings.broker_url, args.timeout)
     from .pipeline import worker_app
 
     argv = ["worker", f"--concurrency={args.concurrency}", "--loglevel=INFO",
-            "--without-gossip", "--without-mingle", "--hostname=geojson-api@%h"]
+            "--without-gossip", "--without-mingle", f"--hostname={WORKER_NODE}"]
     worker_app(settings).worker_main(argv)
     return 0
 
@@ -375,6 +412,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--data", metavar="DIR", help="data folder (GEOJSON_API_DATA_DIR)")
     worker.add_argument("--concurrency", type=int, default=1,
                         help="jobs run at once (default 1: an index build uses one core)")
+    worker.add_argument("--ping", action="store_true",
+                        help="health check: exit 0 if this host's worker answers through the "
+                             "broker, else 1 with the reason")
+    worker.add_argument("--timeout", type=float, default=3.0, metavar="S",
+                        help="seconds --ping waits for the reply (default 3)")
     worker.set_defaults(func=cmd_worker)
 
     nginx = sub.add_parser("nginx-config", help="render the Nginx configuration (http level)")

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from geojson_api.cli import build_parser, cmd_worker
 from geojson_api.settings import table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +42,8 @@ STATE_DIR = "/var/lib/geojson-api"
 # Variables compose.yaml reads from the environment, with their defaults.
 COMPOSE_VARIABLES = ("BASE_IMAGE", "NGINX_IMAGE", "REDIS_IMAGE", "GEOJSON_API_WORKERS",
                      "GEOJSON_API_DATA", "GEOJSON_API_PORT")
+# The pyproject extras the image installs (pip only warns about an unknown one).
+IMAGE_EXTRAS = ("redis", "worker", "gevent")
 
 
 def _missing(message: str) -> None:
@@ -200,8 +203,13 @@ def test_environment_volumes_and_port() -> None:
 
 def test_no_test_dependencies_or_secrets_in_the_image() -> None:
     text = " ".join(args for _, args in _instructions())
-    assert "pip install --no-cache-dir ." in text
-    assert "[test]" not in text and " -e " not in text
+    assert " -e " not in text
+    installs = re.findall(r"pip install --no-cache-dir (\S+)", text)
+    # The extras the compose stack runs on (shared cache, `geojson-api worker`, the
+    # gevent worker class), and nothing for benchmarks, tests or development.
+    assert installs == [f'"./[{",".join(IMAGE_EXTRAS)}]"'], installs
+    for extra in ("bench", "test", "dev"):
+        assert f"[{extra}" not in text and f",{extra}" not in text, extra
     for keyword in ("ENV", "ARG"):
         for arguments in [a for k, a in _instructions() if k == keyword]:
             assert not re.search(r"(PASSWORD|TOKEN|SECRET|_KEY)\b", arguments.upper()), arguments
@@ -354,3 +362,48 @@ def test_worker_service_shares_the_app_settings_and_state() -> None:
     mounts = {_volume(v)[1]: _volume(v)[0] for v in worker["volumes"]}
     app_mounts = {_volume(v)[1]: _volume(v)[0] for v in app["volumes"]}
     assert mounts == app_mounts  # same data folder, same state folder
+
+
+def _seconds(duration: str) -> float:
+    """A compose duration such as ``10s``, ``1m30s`` or ``500ms``."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
+def test_every_service_has_a_real_healthcheck() -> None:
+    for name, service in _compose()["services"].items():
+        check = service.get("healthcheck")
+        assert check, f"{name}: no healthcheck (compose up --wait needs one)"
+        assert not check.get("disable"), f"{name}: healthcheck disabled"
+        test = check["test"]
+        assert isinstance(test, list) and test[0] == "CMD" and len(test) > 1, (name, test)
+        assert test[1].upper() != "NONE", name
+        # Podman's Docker-compatible API (4.3) splits CMD arguments on spaces.
+        assert not any(" " in argument for argument in test), (name, test)
+        assert _seconds(check["timeout"]) <= _seconds(check["interval"]), name
+
+
+def test_worker_healthcheck_pings_the_worker_through_the_broker() -> None:
+    check = _service("worker")["healthcheck"]
+    assert check["test"][1:4] == ["geojson-api", "worker", "--ping"]
+    args = build_parser().parse_args(check["test"][2:])
+    assert args.func is cmd_worker and args.ping
+    # The ping's own wait fits in the healthcheck's, with room to start Python.
+    assert _seconds(check["timeout"]) >= 2 * args.timeout
+    assert _seconds(check["start_period"]) >= _seconds(check["interval"])
+
+
+def test_one_shot_job_checks_its_own_output() -> None:
+    job = _service("nginx-config")
+    output = job["command"][job["command"].index("--output") + 1]
+    assert job["healthcheck"]["test"] == ["CMD", "test", "-s", output]
+
+
+def test_smoke_script_installs_podman_name_resolution() -> None:
+    text = SMOKE.read_text()
+    # Debian's packages for the CNI backend and for netavark.
+    assert "golang-github-containernetworking-plugin-dnsname" in text
+    assert "aardvark-dns" in text and "NetworkBackend" in text
+    assert "--no-install-recommends" in text
