@@ -200,7 +200,7 @@ def test_environment_volumes_and_port() -> None:
 
 def test_no_test_dependencies_or_secrets_in_the_image() -> None:
     text = " ".join(args for _, args in _instructions())
-    assert "pip install --no-cache-dir ." in text
+    assert "pip install --no-cache-dir '.[redis,worker,gevent]'" in text
     assert "[test]" not in text and " -e " not in text
     for keyword in ("ENV", "ARG"):
         for arguments in [a for k, a in _instructions() if k == keyword]:
