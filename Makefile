@@ -1,6 +1,8 @@
 # One task runner with the verbs a newcomer needs.
-#   make run    serve sample data on http://127.0.0.1:8000/ (no Redis, no Nginx)
-#   make test   create the venv, install what is missing, run lint and every test
+#   make run    serve sample data on http://127.0.0.1:8000/ (no Redis, no Nginx;
+#               installs only the runtime dependencies)
+#   make test   create the venv, install every extra and the test and lint tools,
+#               run lint and every test
 #   make lint   ruff + mypy
 #   make bench  the load-test lab: the study's scenarios on every target, report
 #               in var/bench (geojson-api bench; BENCH_ARGS=--quick for a smoke run)
@@ -21,12 +23,21 @@ BENCH_ARGS ?=
 # The venv sees the system's site-packages: what the machine already has is
 # reused and only what is missing is downloaded (a machine whose Python already
 # carries the dependencies runs the tests without reaching PyPI).
-$(BIN)/.installed: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv --system-site-packages $(VENV)
-	$(BIN)/pip install --quiet -e '.[test]'
+
+# Two stamps: `make run` installs what serving needs (the runtime dependencies
+# only); `make test` and the other tool targets install every extra, the test
+# tools and the linters (pyproject.toml: test and dev).
+$(BIN)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
 	touch $@
 
-run: $(BIN)/.installed
+$(BIN)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test,dev]'
+	touch $@ $(BIN)/.installed-run
+
+run: $(BIN)/.installed-run
 	$(BIN)/geojson-api serve --data $(DATA) --bind $(BIND) --sample
 
 system-deps:

@@ -2,6 +2,7 @@
 
 Public forms (scripts and docs rely on them)::
 
+    geojson-api --version
     geojson-api serve [--data DIR] [--bind HOST:PORT] [--sample] [...]
     geojson-api sample DIR [--only NAME ...]
     geojson-api check FILE [--json] [--progress | --no-progress]
@@ -13,6 +14,10 @@ Public forms (scripts and docs rely on them)::
     geojson-api stack up|down|status [--data DIR] [--port PORT] [--instances N] [--run-dir DIR]
     geojson-api bench [--quick] [--out DIR] [--targets LIST] [--scenarios LIST] [--measure S]
     geojson-api profile DIR [--match TEXT] [--sort cumulative|tottime] [--limit N]
+
+Errors a user can act on (a missing or unreadable folder or file, a folder
+without datasets for ``prepare``, a bad setting, an extra that a setting needs
+and that is not installed) are one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -22,13 +27,24 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from . import __version__, extras
+from .catalog import Catalog
 from .errors import InvalidGeoJSON, StackError
 from .scan import scan
-from .settings import Settings, SettingsError, env_name, markdown_table, table
+from .settings import (
+    UNKNOWN_WARNED,
+    Settings,
+    SettingsError,
+    effective,
+    env_name,
+    markdown_table,
+    table,
+    unknown_variables,
+)
 
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 
@@ -66,8 +82,9 @@ class ProgressBar:
 
 def cmd_check(args: argparse.Namespace) -> int:
     path = Path(args.file)
-    if not path.is_file():
-        print(f"{path}: no such file", file=sys.stderr)
+    problem = _file_problem(path)
+    if problem is not None:
+        print(f"{path}: {problem}", file=sys.stderr)
         return 2
     size = path.stat().st_size
     show = args.progress if args.progress is not None else (
@@ -83,6 +100,21 @@ def cmd_check(args: argparse.Namespace) -> int:
     if bar:
         bar.close()
     return _report_scan(path, result.as_dict(), args.json)
+
+
+def _file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be checked, or None when it is a readable regular file."""
+    if path.is_dir():
+        return "is a folder, not a file"
+    if not path.exists():
+        return "no such file"
+    if not path.is_file():
+        return "is not a regular file"
+    try:
+        with path.open("rb"):
+            return None
+    except OSError as exc:
+        return f"cannot read: {exc.strerror}"
 
 
 def _report_invalid(path: Path, message: str, as_json: bool) -> int:
@@ -135,17 +167,55 @@ def _apply_env(pairs: dict[str, object]) -> None:
             os.environ[env_name(name)] = str(value)
 
 
-def prepare(settings: Settings, say: Callable[[str], None]) -> int:
-    """Publish every dataset now, without background jobs; returns the failures."""
-    from .pipeline import open_catalog
+def fail(command: str, message: str) -> int:
+    """Say what went wrong in one line; exit code 2 (the user can fix it)."""
+    print(f"geojson-api {command}: {message}", file=sys.stderr)
+    return 2
 
-    return open_catalog(settings, background=False).prepare_all(say)
+
+def folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be read as the data folder, or None."""
+    try:
+        with os.scandir(folder):
+            return None
+    except FileNotFoundError:
+        return f"data folder {folder} does not exist"
+    except NotADirectoryError:
+        return f"data folder {folder} is not a folder"
+    except OSError as exc:
+        return f"cannot read data folder {folder}: {exc.strerror}"
+
+
+def catalog(settings: Settings) -> Catalog:
+    """The catalog of the CLI: it builds nothing behind the caller's back."""
+    from .pipeline import open_catalog  # the builders import Shapely: only when needed
+
+    return open_catalog(settings, background=False)
+
+
+def datasets(settings: Settings) -> list[str]:
+    """The names the data folder publishes (the catalog's own listing)."""
+    return catalog(settings).names()
+
+
+def no_datasets(folder: Path) -> str:
+    return f"no datasets in {folder} (a dataset is a file NAME.geojson or NAME.json)"
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    """Exit 0 all published, 1 some file refused, 2 no usable data folder or no dataset."""
     _apply_env({"data_dir": args.data})
     settings = Settings.from_env()
-    return 1 if prepare(settings, print) else 0
+    problem = folder_problem(settings.data_dir)
+    if problem is not None:
+        return fail("prepare", f"{problem} (use --data DIR)")
+    found = catalog(settings)
+    problems = found.readiness()  # also makes the state folder, or says why it cannot
+    if problems:
+        return fail("prepare", "; ".join(problems.values()))
+    if not found.names():
+        return fail("prepare", no_datasets(settings.data_dir))
+    return 1 if found.prepare_all(print) else 0
 
 
 # The worker's Celery node name; %h is this host's name (a container's id in compose).
@@ -184,14 +254,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """
     _apply_env({"data_dir": args.data})  # the tasks read their settings from the environment
     settings = Settings.from_env()
+    missing = extras.problem("worker")
+    if missing is not None:
+        return fail("worker", missing)
     if not settings.broker_url:
-        print(f"geojson-api worker: set {env_name('broker_url')} (e.g. "
-              "redis://127.0.0.1:6379/1)", file=sys.stderr)
-        return 2
+        return fail("worker", f"set {env_name('broker_url')} (e.g. redis://127.0.0.1:6379/1)")
     if args.ping:
         if not args.timeout > 0:
-            print("geojson-api worker: --timeout must be above 0 seconds", file=sys.stderr)
-            return 2
+            return fail("worker", "--timeout must be above 0 seconds")
         return _ping_worker(settings.broker_url, args.timeout)
     from .pipeline import worker_app
 
@@ -205,18 +275,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _apply_env({"data_dir": args.data, "bind": args.bind, "workers": args.workers,
                 "worker_class": args.worker_class, "threads": args.threads})
     settings = Settings.from_env()
-    data_dir = Path(settings.data_dir)
+    extras.check(settings)
+    data_dir = settings.data_dir
     if args.sample and not any(data_dir.glob("*.geojson")):
         from .sample import write_samples
 
         print(f"writing sample datasets into {data_dir} ...", file=sys.stderr)
         write_samples(data_dir)
-    if not data_dir.is_dir():
-        print(f"data folder {data_dir} does not exist (use --data DIR, or --sample to make "
-              "sample data)", file=sys.stderr)
-        return 2
+    problem = folder_problem(data_dir)
+    if problem is not None:
+        return fail("serve", f"{problem} (use --data DIR, or --sample to make sample data)")
+    if not datasets(settings):  # still serves: files added later publish on first request
+        print(f"geojson-api serve: warning: {no_datasets(data_dir)}; files added later are "
+              "published on their first request", file=sys.stderr)
     if args.no_prepare:
         os.environ[env_name("prepare_on_start")] = "false"
+    os.environ[UNKNOWN_WARNED] = "1"  # main() did; the Gunicorn master need not say it again
     argv = [sys.executable, "-m", "gunicorn", "-c", "python:geojson_api.gunicorn_conf"]
     print(f"serving on http://{settings.bind}/ ({settings.workers} {settings.worker_class} "
           "workers)", file=sys.stderr)
@@ -262,6 +336,15 @@ def _stack_up(args: argparse.Namespace, run_dir: Path) -> int:
 
     _apply_env({"data_dir": args.data})
     settings = Settings.from_env()
+    for extra in ("redis", "worker"):  # the stack's shared cache and its job worker
+        missing = extras.problem(extra)
+        if missing is not None:
+            return fail("stack", missing)
+    problem = folder_problem(settings.data_dir)
+    if problem is not None:
+        return fail("stack", f"{problem} (use --data DIR)")
+    if not datasets(settings):
+        print(f"geojson-api stack: warning: {no_datasets(settings.data_dir)}", file=sys.stderr)
     started = stack.up(settings, run_dir, args.port, args.instances, args.offload,
                        lambda line: print(line, file=sys.stderr))
     for part in started.parts:
@@ -283,11 +366,13 @@ def _stack_status(run_dir: Path) -> int:
 # -- the load-test lab ---------------------------------------------------------
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    missing = extras.problem("bench")
+    if missing is not None:
+        return fail("bench", missing)
     try:
         from .lab.command import main as bench
-    except ImportError as exc:  # psutil comes with the bench extra
-        print(f"geojson-api bench: {exc.msg} (pip install -e '.[bench]')", file=sys.stderr)
-        return 1
+    except ImportError as exc:  # a package of the extra is there but broken
+        return fail("bench", f"{exc.msg} (pip install 'geojson-api[bench]')")
     return bench(args)
 
 
@@ -353,9 +438,8 @@ def cmd_settings(args: argparse.Namespace) -> int:
     if args.markdown:
         sys.stdout.write(markdown_table())
         return 0
-    current = Settings.from_env()
-    for row in table():
-        print(f"{row.env:<36} {getattr(current, row.name)!s:<24} {row.help}")
+    for row, value, origin in effective(Settings.from_env()):
+        print(f"{row.env:<42} {value:<28} {origin}")
     return 0
 
 
@@ -372,8 +456,21 @@ def build_parser() -> argparse.ArgumentParser:
         prog="geojson-api", description="Serve GeoJSON datasets fast, versioned and safely.",
         epilog=_settings_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"geojson-api {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_serve(sub)
+    _add_data_commands(sub)
+    _add_deployment(sub)
+    _add_bench(sub)
+    _add_profile(sub)
+    settings = sub.add_parser(
+        "settings", help="show every setting's value in force and where it comes from")
+    settings.add_argument("--markdown", action="store_true", help="print the README table")
+    settings.set_defaults(func=cmd_settings)
+    return parser
 
+
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser("serve", help="run the service under Gunicorn")
     serve.add_argument("--data", metavar="DIR", help="data folder (GEOJSON_API_DATA_DIR)")
     serve.add_argument("--bind", metavar="HOST:PORT", help="listen address (GEOJSON_API_BIND)")
@@ -388,6 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "(GEOJSON_API_PREPARE_ON_START=false)")
     serve.set_defaults(func=cmd_serve)
 
+
+def _add_data_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sample = sub.add_parser("sample", help="write small, medium and large sample datasets")
     sample.add_argument("dir", metavar="DIR")
     sample.add_argument("--only", action="append", choices=["small", "medium", "large"],
@@ -419,6 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds --ping waits for the reply (default 3)")
     worker.set_defaults(func=cmd_worker)
 
+
+def _add_deployment(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     nginx = sub.add_parser("nginx-config", help="render the Nginx configuration (http level)")
     nginx.add_argument("--upstream", action="append", metavar="HOST:PORT",
                        help="an app instance (repeatable; default: GEOJSON_API_BIND)")
@@ -440,21 +541,21 @@ def build_parser() -> argparse.ArgumentParser:
                      help="who sends dataset bytes (default nginx)")
     stk.set_defaults(func=cmd_stack)
 
-    _add_bench(sub)
-    _add_profile(sub)
-
-    settings = sub.add_parser("settings", help="show the settings and their current values")
-    settings.add_argument("--markdown", action="store_true", help="print the README table")
-    settings.set_defaults(func=cmd_settings)
-    return parser
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for line in unknown_variables():
+        print(f"geojson-api: warning: {line}", file=sys.stderr)
     try:
         return int(args.func(args))
     except SettingsError as exc:
         print(f"geojson-api: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `geojson-api settings | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as exc:  # a folder or file the command needs: one line, no traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        return fail(args.command, f"{exc.strerror or exc}{where}")
     except KeyboardInterrupt:
         return 130

@@ -141,6 +141,10 @@ class SourceChanged(Exception):
 
 
 # -- errors of the command line (one line on stderr, exit 2) --------------------------
+class SettingsError(ValueError):
+    """A setting has a value of the wrong type or out of range (the message names it)."""
+
+
 class StackError(RuntimeError):
     """The local stack could not be started, or a part of it is missing."""
 

@@ -8,9 +8,18 @@ table. Plain Gunicorn flags on the command line still override these.
 
 from __future__ import annotations
 
-from geojson_api.settings import Settings
+import os
+import sys
 
-_s = Settings.from_env()
+from geojson_api import extras
+from geojson_api.settings import UNKNOWN_WARNED, Settings, SettingsError, unknown_variables
+
+try:
+    _s = Settings.from_env()
+    extras.check(_s)  # e.g. GEOJSON_API_WORKER_CLASS=gevent without the gevent extra
+except SettingsError as exc:  # one line, instead of Gunicorn's config-file traceback
+    print(f"geojson-api: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 wsgi_app = "geojson_api.wsgi:app"
 bind = [_s.bind]
@@ -50,6 +59,9 @@ def on_starting(server: object) -> None:
     app_logger = logging.getLogger("geojson_api")  # published versions, index builds...
     app_logger.handlers = list(logger.handlers)  # ...go to Gunicorn's error log
     app_logger.propagate = False
+    if not os.environ.get(UNKNOWN_WARNED):  # `geojson-api serve` has said it already
+        for line in unknown_variables():
+            logger.warning("%s", line)
     if not _s.prepare_on_start:
         return
     from geojson_api.pipeline import open_catalog

@@ -9,11 +9,15 @@ configuration section of the README (a test fails when they drift).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .errors import SettingsError as SettingsError  # raised here; importers keep this name
 
 ENV_PREFIX = "GEOJSON_API_"
 
@@ -23,12 +27,61 @@ def default_workers() -> int:
     return 2 * (os.cpu_count() or 1) + 1
 
 
-def _setting(default: Any, help: str, group: str, *, shown: str | None = None) -> Any:
-    """Declare one setting: a dataclass field carrying its help text and group."""
-    meta = {"help": help, "group": group, "shown": shown}
+@dataclass(frozen=True)
+class Rule:
+    """What a setting accepts: a test, and the words that tell a user what passes it."""
+
+    expected: str
+    test: Callable[[Any], bool]
+
+
+def one_of(*choices: str, ignore_case: bool = False) -> Rule:
+    def test(value: str) -> bool:
+        return (value.lower() if ignore_case else value) in choices
+
+    return Rule("one of " + ", ".join(choices), test)
+
+
+def list_of(*choices: str) -> Rule:
+    return Rule(f"a comma list of {', '.join(choices)} (or empty)",
+                lambda value: set(comma_list(value)) <= set(choices))
+
+
+def at_least(low: float) -> Rule:
+    return Rule(f"{low} or more", lambda value: value >= low)
+
+
+def more_than(low: float) -> Rule:
+    return Rule(f"more than {low}", lambda value: value > low)
+
+
+def between(low: int, high: int) -> Rule:
+    return Rule(f"between {low} and {high}", lambda value: low <= value <= high)
+
+
+def matching(pattern: str, expected: str) -> Rule:
+    compiled = re.compile(pattern)
+    return Rule(expected, lambda value: compiled.fullmatch(value) is not None)
+
+
+def comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _setting(default: Any, help: str, group: str, *, shown: str | None = None,
+             rule: Rule | None = None, derived: str | None = None) -> Any:
+    """Declare one setting: a dataclass field carrying its help text, group and rule.
+
+    ``derived`` says what an unset value is computed from (``geojson-api settings``).
+    """
+    meta = {"help": help, "group": group, "shown": shown, "rule": rule, "derived": derived}
     if callable(default):
         return field(default_factory=default, metadata=meta)
     return field(default=default, metadata=meta)
+
+
+NONNEGATIVE = at_least(0)
+PORT_OR_ADDRESS = matching(r"(?:\S+:)?\d{1,5}", "a port or HOST:PORT")
 
 
 @dataclass(frozen=True)
@@ -45,28 +98,36 @@ class Settings:
         "metadata). Must be writable.",
         "data",
         shown="`<data_dir>/.state`",
+        derived="GEOJSON_API_DATA_DIR/.state",
     )
     settle_seconds: float = _setting(
         2.0,
         "A data file modified less than this many seconds ago is treated as still being "
         "written; the previous version keeps being served until it settles.",
         "data",
+        rule=NONNEGATIVE,
     )
     keep_versions: int = _setting(
-        2, "Old versions kept per dataset after a new one is published.", "data"
+        2, "Old versions kept per dataset after a new one is published.", "data",
+        rule=NONNEGATIVE,
     )
     precompress: str = _setting(
         "gzip,br",
         "Precompressed variants built once per version (comma list of `gzip`, `br`; empty "
         "for none).",
         "data",
+        rule=list_of("gzip", "br"),
     )
-    gzip_level: int = _setting(6, "gzip level (1-9) for the precompressed variant.", "data")
+    gzip_level: int = _setting(
+        6, "gzip level (1-9) for the precompressed variant.", "data", rule=between(1, 9)
+    )
     brotli_quality: int = _setting(
-        5, "Brotli quality (0-11) for the precompressed variant.", "data"
+        5, "Brotli quality (0-11) for the precompressed variant.", "data",
+        rule=between(0, 11),
     )
     compress_min_bytes: int = _setting(
-        1024, "Files smaller than this get no compressed variants.", "data"
+        1024, "Files smaller than this get no compressed variants.", "data",
+        rule=NONNEGATIVE,
     )
     precompress_on_publish_bytes: int = _setting(
         8 * 1024 * 1024,
@@ -75,16 +136,19 @@ class Settings:
         "background job (identity bytes until it ends; 0: always in the background).",
         "data",
         shown="`8388608` (8 MiB)",
+        rule=NONNEGATIVE,
     )
     small_file_bytes: int = _setting(
         65536,
         "Stored files up to this size are kept in each worker's memory and sent without "
         "opening them (0 disables).",
         "data",
+        rule=NONNEGATIVE,
     )
     small_file_cache_bytes: int = _setting(
         32 * 1024 * 1024, "Memory budget per worker for those small files.", "data",
         shown="`33554432` (32 MiB)",
+        rule=NONNEGATIVE,
     )
     prepare_on_start: bool = _setting(
         True,
@@ -94,10 +158,12 @@ class Settings:
     )
     # -- HTTP ---------------------------------------------------------------
     cache_max_age: int = _setting(
-        60, "`Cache-Control: max-age` (seconds) on dataset downloads.", "http"
+        60, "`Cache-Control: max-age` (seconds) on dataset downloads.", "http",
+        rule=NONNEGATIVE,
     )
     cache_s_maxage: int = _setting(
-        300, "`Cache-Control: s-maxage` (seconds) for shared caches and CDNs.", "http"
+        300, "`Cache-Control: s-maxage` (seconds) for shared caches and CDNs.", "http",
+        rule=NONNEGATIVE,
     )
     cache_public: bool = _setting(
         True, "Mark dataset downloads `public` (`private` otherwise).", "http"
@@ -108,15 +174,19 @@ class Settings:
         "Redis URL of the shared cache, e.g. `redis://127.0.0.1:6379/0` (empty: a "
         "per-process in-memory cache).",
         "cache",
+        rule=matching(r"|(?:redis|rediss|unix)://\S+",
+                      "empty or a redis://, rediss:// or unix:// URL"),
     )
     cache_timeout: int = _setting(
-        300, "Seconds a JSON API response stays in the shared cache.", "cache"
+        300, "Seconds a JSON API response stays in the shared cache.", "cache",
+        rule=NONNEGATIVE,
     )
     offload: str = _setting(
         "none",
         "Who sends dataset bytes: `none` (the app, with sendfile) or `nginx` (the app "
         "answers with `X-Accel-Redirect`, Nginx sends the stored file).",
         "cache",
+        rule=one_of("none", "nginx"),
     )
     broker_url: str = _setting(
         "",
@@ -124,32 +194,41 @@ class Settings:
         "`redis://127.0.0.1:6379/1`, served by `geojson-api worker` (empty: a thread in "
         "each web process).",
         "cache",
+        rule=matching(r"|[A-Za-z][A-Za-z0-9+.-]*://\S*", "empty or a URL (SCHEME://...)"),
     )
     # -- OGC API - Features ----------------------------------------------------
     features_limit: int = _setting(
-        10, "Features per items page when the request gives no `limit`.", "features"
+        10, "Features per items page when the request gives no `limit`.", "features",
+        rule=at_least(1),
     )
     features_max_limit: int = _setting(
         10000, "Largest `limit` served; a larger one is clamped to it, not refused.",
         "features",
+        rule=at_least(1),
     )
     features_cache_max_bytes: int = _setting(
         1024 * 1024,
         "Items pages up to this size are kept in the shared cache (keyed by version and "
         "query); bigger pages are streamed every time.",
         "features", shown="`1048576` (1 MiB)",
+        rule=NONNEGATIVE,
     )
     features_retry_after: int = _setting(
         5, "`Retry-After` (seconds) of a feature query made before its index is ready.",
         "features",
+        rule=NONNEGATIVE,
     )
     # -- Nginx (rendered by `geojson-api nginx-config`) ---------------------------
-    nginx_listen: str = _setting("8080", "Port (or HOST:PORT) Nginx listens on.", "nginx")
+    nginx_listen: str = _setting(
+        "8080", "Port (or HOST:PORT) Nginx listens on.", "nginx", rule=PORT_OR_ADDRESS
+    )
     nginx_rate: str = _setting(
-        "50r/s", "Request rate allowed per client address (`limit_req`).", "nginx"
+        "50r/s", "Request rate allowed per client address (`limit_req`).", "nginx",
+        rule=matching(r"\d+r/[sm]", "a rate such as 50r/s or 600r/m"),
     )
     nginx_burst: int = _setting(
-        100, "Requests a client may send above the rate before getting 429.", "nginx"
+        100, "Requests a client may send above the rate before getting 429.", "nginx",
+        rule=NONNEGATIVE,
     )
     nginx_microcache: int = _setting(
         1,
@@ -157,55 +236,74 @@ class Settings:
         "up to `GEOJSON_API_SMALL_FILE_BYTES`) and answers repeats from memory (0: off). A "
         "new version reaches clients at most this much later.",
         "nginx",
+        rule=NONNEGATIVE,
     )
     nginx_max_body: str = _setting(
-        "512m", "`client_max_body_size`: the largest request body Nginx accepts.", "nginx"
+        "512m", "`client_max_body_size`: the largest request body Nginx accepts.", "nginx",
+        rule=matching(r"\d+[kKmMgG]?", "a size such as 512m (bytes, or k, m, g)"),
     )
     nginx_tls_listen: str = _setting(
-        "8443", "Port (or HOST:PORT) of the TLS server, when a certificate is set.", "nginx"
+        "8443", "Port (or HOST:PORT) of the TLS server, when a certificate is set.", "nginx",
+        rule=PORT_OR_ADDRESS,
     )
     nginx_tls_cert: str = _setting(
         "", "PEM certificate for TLS termination (empty: no TLS server).", "nginx"
     )
     nginx_tls_key: str = _setting("", "PEM private key of that certificate.", "nginx")
     # -- server (Gunicorn) ----------------------------------------------------
-    bind: str = _setting("127.0.0.1:8000", "Address Gunicorn listens on (HOST:PORT).", "server")
+    bind: str = _setting(
+        "127.0.0.1:8000", "Address Gunicorn listens on (HOST:PORT).", "server",
+        rule=matching(r"\S+:\d{1,5}|unix:\S+|fd://\d+", "HOST:PORT or unix:PATH"),
+    )
     workers: int = _setting(
-        default_workers, "Gunicorn worker processes.", "server", shown="2 x cores + 1"
+        default_workers, "Gunicorn worker processes.", "server", shown="2 x cores + 1",
+        rule=at_least(1), derived="2 x cores + 1",
     )
     worker_class: str = _setting(
         "gthread",
         "Gunicorn worker class: `gthread` (sendfile, default by measurement) or `gevent`.",
         "server",
+        rule=one_of("gthread", "gevent", "sync"),
     )
-    threads: int = _setting(8, "Threads per worker (gthread).", "server")
+    threads: int = _setting(8, "Threads per worker (gthread).", "server", rule=at_least(1))
     worker_connections: int = _setting(
-        1000, "Simultaneous clients per worker (gevent).", "server"
+        1000, "Simultaneous clients per worker (gevent).", "server",
+        rule=at_least(1),
     )
     timeout: int = _setting(
-        60, "Seconds a worker may be silent before the master restarts it.", "server"
+        60, "Seconds a worker may be silent before the master restarts it.", "server",
+        rule=NONNEGATIVE,
     )
     graceful_timeout: int = _setting(
-        30, "Seconds workers get to finish requests on restart or stop.", "server"
+        30, "Seconds workers get to finish requests on restart or stop.", "server",
+        rule=NONNEGATIVE,
     )
-    keepalive: int = _setting(5, "Seconds an idle keep-alive connection stays open.", "server")
+    keepalive: int = _setting(
+        5, "Seconds an idle keep-alive connection stays open.", "server", rule=NONNEGATIVE
+    )
     header_timeout: float = _setting(
         10.0,
         "Seconds a client has to send a whole request head (gthread; the poller reads heads, "
         "so slow clients hold no thread). Later, it gets a JSON 408 and is closed.",
         "server",
+        rule=more_than(0),
     )
     max_requests: int = _setting(
-        10000, "Requests after which a worker is replaced (0 disables).", "server"
+        10000, "Requests after which a worker is replaced (0 disables).", "server",
+        rule=NONNEGATIVE,
     )
     max_requests_jitter: int = _setting(
-        1000, "Random extra requests added to `max_requests` per worker.", "server"
+        1000, "Random extra requests added to `max_requests` per worker.", "server",
+        rule=NONNEGATIVE,
     )
     access_log: str = _setting(
         "-", "Access log file (`-` for stdout, empty to disable).", "server"
     )
     error_log: str = _setting("-", "Error log file (`-` for stderr).", "server")
-    log_level: str = _setting("info", "Log level: debug, info, warning, error.", "server")
+    log_level: str = _setting(
+        "info", "Log level: debug, info, warning, error.", "server",
+        rule=one_of("debug", "info", "warning", "error", ignore_case=True),
+    )
     proc_name: str = _setting("geojson-api", "Process name shown by ps/top.", "server")
     forwarded_allow_ips: str = _setting(
         "127.0.0.1,::1",
@@ -252,14 +350,10 @@ class Settings:
 
     @property
     def precompress_encodings(self) -> tuple[str, ...]:
-        return tuple(e.strip() for e in self.precompress.split(",") if e.strip())
+        return tuple(comma_list(self.precompress))
 
 
 _PATH_FIELDS = {"data_dir", "state_dir", "profile_dir"}
-
-
-class SettingsError(ValueError):
-    """A setting has a value of the wrong type or out of range."""
 
 
 def env_name(name: str) -> str:
@@ -267,66 +361,83 @@ def env_name(name: str) -> str:
 
 
 def _parse_bool(raw: str) -> bool:
-    lowered = raw.strip().lower()
+    lowered = raw.lower()
     if lowered in {"1", "true", "yes", "on"}:
         return True
     if lowered in {"0", "false", "no", "off"}:
         return False
-    raise ValueError(f"expected true/false, got {raw!r}")
+    raise ValueError(raw)
 
 
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "int": int,
-    "float": float,
-    "bool": _parse_bool,
-    "str": str,
-    "Path": Path,
-    "Path | None": lambda raw: Path(raw) if raw else None,
+# type -> (parser, what a value of that type looks like, for the error message)
+_PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "int": (int, "an integer"),
+    "float": (float, "a number"),
+    "bool": (_parse_bool, "true or false (also 1/0, yes/no, on/off)"),
+    "str": (str, "text"),
+    "Path": (Path, "a path"),
+    "Path | None": (lambda raw: Path(raw) if raw else None, "a path (or empty)"),
 }
 
 
 def parse_value(name: str, raw: str) -> Any:
     """Turn the text of an environment variable into the setting's type."""
-    kind = type_name(name)
+    parser, expected = _PARSERS[type_name(name)]
     try:
-        return _PARSERS[kind](raw.strip())
-    except ValueError as exc:
-        raise SettingsError(f"{env_name(name)}: {exc}") from None
+        return parser(raw.strip())
+    except ValueError:
+        raise SettingsError(f"{env_name(name)} must be {expected} (got {raw!r})") from None
 
 
 def type_name(name: str) -> str:
     return str(_FIELDS[name].type)
 
 
-_WORKER_CLASSES = {"gthread", "gevent", "sync"}
-_OFFLOADS = {"none", "nginx"}
-_ENCODINGS = {"gzip", "br"}
-
-
 def _validate(s: Settings) -> None:
-    checks = [
-        (s.worker_class in _WORKER_CLASSES, "worker_class", f"one of {sorted(_WORKER_CLASSES)}"),
-        (s.offload in _OFFLOADS, "offload", f"one of {sorted(_OFFLOADS)}"),
-        (bool(s.nginx_tls_cert) == bool(s.nginx_tls_key), "nginx_tls_cert/nginx_tls_key",
-         "both set or both empty"),
-        (set(s.precompress_encodings) <= _ENCODINGS, "precompress", "a list of gzip, br"),
-        (1 <= s.gzip_level <= 9, "gzip_level", "between 1 and 9"),
-        (0 <= s.brotli_quality <= 11, "brotli_quality", "between 0 and 11"),
-        (s.workers >= 1 and s.threads >= 1, "workers/threads", "at least 1"),
-        (s.keep_versions >= 0, "keep_versions", "0 or more"),
-        (s.settle_seconds >= 0, "settle_seconds", "0 or more"),
-        (s.precompress_on_publish_bytes >= 0, "precompress_on_publish_bytes", "0 or more"),
-        (s.header_timeout > 0, "header_timeout", "more than 0"),
-        (":" in s.bind or s.bind.startswith("unix:"), "bind", "HOST:PORT or unix:PATH"),
-        (1 <= s.features_limit <= s.features_max_limit, "features_limit",
-         "between 1 and features_max_limit"),
-    ]
-    for ok, name, expected in checks:
+    """Check each value against its field's rule, then the rules that join two fields."""
+    for f in dataclasses.fields(s):
+        rule: Rule | None = f.metadata["rule"]
+        if rule is None:
+            continue
+        value = getattr(s, f.name)
+        try:
+            ok = rule.test(value)
+        except (TypeError, AttributeError):  # a value of the wrong type, from Python code
+            ok = False
         if not ok:
-            raise SettingsError(f"setting {name} must be {expected}")
+            raise SettingsError(f"{env_name(f.name)} must be {rule.expected} (got {value!r})")
+    if bool(s.nginx_tls_cert) != bool(s.nginx_tls_key):
+        raise SettingsError(f"{env_name('nginx_tls_cert')} and {env_name('nginx_tls_key')} "
+                            "must be both set or both empty")
+    if s.features_limit > s.features_max_limit:
+        raise SettingsError(
+            f"{env_name('features_limit')} must be at most {env_name('features_max_limit')} "
+            f"({s.features_max_limit}) (got {s.features_limit})")
+
+
+# Set (outside the prefix) by a process that has already warned, for its children.
+UNKNOWN_WARNED = "_GEOJSON_API_UNKNOWN_WARNED"
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One warning line per ``GEOJSON_API_*`` variable that names no setting.
+
+    Not an error: the variable may be meant for something else (Kubernetes
+    service links, say), but a misspelt setting silently keeps its default.
+    """
+    environ = os.environ if environ is None else environ
+    known = [name.upper() for name in _FIELDS]  # compared without the shared prefix
+    lines = []
+    for key in sorted(environ):
+        if key.startswith(ENV_PREFIX) and key not in _ENV_NAMES:
+            close = difflib.get_close_matches(key.removeprefix(ENV_PREFIX), known, n=1)
+            hint = f" (did you mean {ENV_PREFIX}{close[0]}?)" if close else ""
+            lines.append(f"unknown setting {key} is ignored{hint}")
+    return lines
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_ENV_NAMES = {env_name(name) for name in _FIELDS}
 
 
 @dataclass(frozen=True)
@@ -373,3 +484,36 @@ def markdown_table() -> str:
     for row in table():
         lines.append(f"| `{row.env}` | {row.type} | {row.default} | {row.help} |")
     return "\n".join(lines) + "\n"
+
+
+def effective(settings: Settings, environ: Mapping[str, str] | None = None
+              ) -> list[tuple[SettingDoc, str, str]]:
+    """(row, the value in force, where it comes from) for every setting.
+
+    Where it comes from is ``environment``, ``default``, or ``derived: ...``
+    for a default computed from something else (the state folder, the workers).
+    Folders are shown absolute, as the service will use them.
+    """
+    environ = os.environ if environ is None else environ
+    rows = []
+    for row in table():
+        derived = _FIELDS[row.name].metadata["derived"]
+        if row.env in environ:
+            origin = "environment"
+        elif derived:
+            origin = f"derived: {derived}"
+        else:
+            origin = "default"
+        rows.append((row, _show_value(settings, row.name), origin))
+    return rows
+
+
+def _show_value(settings: Settings, name: str) -> str:
+    value = settings.state_path if name == "state_dir" else getattr(settings, name)
+    if isinstance(value, Path):
+        return str(value.absolute())
+    if value is None:
+        return "(off)"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value) if value != "" else "(empty)"
