@@ -226,12 +226,10 @@ def _ping_worker(broker_url: str, timeout: float) -> int:
     """Exit status of a Celery control ping to this host's worker: 0 on its reply."""
     import socket
 
-    from kombu.utils.url import maybe_sanitize_url
-
-    from .tasks import celery_app
+    from .tasks import celery_app, without_password
 
     node = WORKER_NODE.replace("%h", socket.gethostname())
-    broker = maybe_sanitize_url(broker_url)  # no password in the message
+    broker = without_password(broker_url)
     try:
         replies = celery_app(broker_url).control.ping(destination=[node], timeout=timeout)
     except Exception as exc:  # kombu and redis raise their own connection errors

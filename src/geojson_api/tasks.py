@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .artifacts import Build
 
@@ -48,6 +49,16 @@ def celery_app(broker_url: str, run: Callable[[Build], None] | None = None) -> A
             run(Build(artifact, dataset, version))
 
     return app
+
+
+def without_password(url: str) -> str:
+    """``url`` with its password masked, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:**@{host}"))
 
 
 class Sender:
