@@ -118,7 +118,11 @@ def _listing(states: dict[str, tuple[State, Refusal]]) -> bytes:
 
 def _answer(kind: str, tokens: list[str], build: Callable[[], bytes]) -> Response:
     """The document keyed by ``tokens`` (and the host of its links): 304 when the
-    client's copy is current, else from the shared cache or ``build()``."""
+    client's copy is current, else from the shared cache or ``build()``.
+
+    ``kind`` names the cache entry (``dataset:<name>``), so that an operator can
+    find a dataset's entries in Redis; the ETag makes it exact.
+    """
     etag = http.weak_etag(request.host_url, *tokens)
     return http.conditional(etag, http.REVALIDATE,
                             lambda: _json(cached(f"{kind}:{etag}", build)))
@@ -139,7 +143,7 @@ def dataset(raw: str) -> Response:
     catalog = _catalog()
     version = catalog.current(parse_request_name(raw))
     refusal = catalog.refusal(version.name)
-    return _answer("dataset", [_token(version.name, version, refusal)],
+    return _answer(f"dataset:{version.name}", [_token(version.name, version, refusal)],
                    lambda: _dump(describe(version, refusal)))
 
 
