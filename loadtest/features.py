@@ -64,7 +64,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -75,31 +74,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchkit import (  # the folder of this script is not a package
-    GB,
-    WRK_THREADS,
-    BenchmarkError,
-    Interrupted,
-    MemoryStats,
-    Supervisor,
-    WrkStats,
-    base_machine_info,
-    die_with_parent,
-    dist_version,
-    fmt,
-    install_signal_handlers,
-    markdown_table,
-    median,
-    memory_stats,
-    parse_wrk,
-    run_wrk,
-    sample_tree,
-    system_busy_seconds,
-    tree_pss,
-    wait_until_quiet,
-    wrk_command,
-)
+# featurequeries and featureservers: Python puts this script's folder on sys.path.
 from featurequeries import (
     Box,
     Features,
@@ -124,8 +99,25 @@ from featureservers import (
     peer_versions,
     start_server,
 )
+from geojson_api.lab import LabError
+from geojson_api.lab.command import (
+    add_run_options,
+    at_least_one,
+    exit_code,
+    names_type,
+    run_length,
+)
+from geojson_api.lab.machine import dist_version, machine_info
+from geojson_api.lab.procs import Supervisor, die_with_parent, supervised
+from geojson_api.lab.runner import rotated
+from geojson_api.lab.sampling import MemoryStats, memory_stats, tree_pss
+from geojson_api.lab.tables import fmt, median, table, write_pair
+from geojson_api.lab.targets import wait_until_quiet
+from geojson_api.lab.wrk import WRK_THREADS, WrkStats, run_wrk, wrk_command
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+FULL_RUNS = (15, 3)  # seconds per wrk run, rounds
+GB = 1e9
 QUERIES = ("bbox", "item", "page")
 QUERY_TITLES = {"bbox": "bbox + limit=100", "item": "single feature by id",
                 "page": "limit=1000 first page"}
@@ -349,27 +341,18 @@ def drive(server: FeatureServer, query: str, paths_file: Path, lua: Path, durati
     roots = server.tree_roots()
     command = wrk_command(server.base, CONNECTIONS, duration, timeout=wrk_timeout,
                           script=lua, script_args=[str(paths_file)])
-    loadavg = os.getloadavg()
-    idle = sample_tree(roots)
-    busy_before, own_before = system_busy_seconds(), time.process_time()
-    output, samples, wrk_cpu = run_wrk(command, roots, limit=duration + 300)
-    busy = system_busy_seconds() - busy_before
-    sampler_cpu = time.process_time() - own_before
+    done = run_wrk(command, roots, limit=duration + 300, target=server.name)
     pss = tree_pss(roots)  # just after the load, outside the CPU accounting
     server.check_alive()
-    stats = parse_wrk(output)
-    if stats.requests == 0 and stats.socket_errors["connect"] > 0:
-        raise BenchmarkError(f"wrk could not connect to {server.name}:\n{output}")
-    end = samples[-1]
-    server_cpu = end.cpu_seconds - idle.cpu_seconds
+    watched = done.watched
     return Run(
         query=query, server=server.name, round=round_no, position=position, command=command,
-        wrk=stats, wall_seconds=end.at - idle.at, server_cpu_seconds=server_cpu,
-        wrk_cpu_seconds=wrk_cpu, other_cpu_seconds=busy - server_cpu - wrk_cpu - sampler_cpu,
-        memory=memory_stats(idle, samples), pss_after=pss, loadavg_before=loadavg,
-        samples=[(round(s.at - idle.at, 3), s.total_rss, round(s.cpu_seconds - idle.cpu_seconds, 3))
-                 for s in samples],
-        output=output,
+        wrk=done.stats, wall_seconds=watched.wall_seconds,
+        server_cpu_seconds=watched.target_cpu_seconds,
+        wrk_cpu_seconds=watched.client_cpu_seconds,
+        other_cpu_seconds=watched.other_cpu_seconds,
+        memory=memory_stats(watched.idle, watched.samples), pss_after=pss,
+        loadavg_before=done.loadavg_before, samples=watched.series(), output=done.output,
     )
 
 
@@ -450,7 +433,7 @@ def summary_table(summaries: Sequence[Summary]) -> str:
          fmt(s.bytes_per_response / 1e3 if s.bytes_per_response else None)]
         for s in summaries
     ]
-    return markdown_table(header, rows)
+    return table(header, rows, text_columns=2)
 
 
 def runs_table(runs: Sequence[Run]) -> str:
@@ -465,7 +448,7 @@ def runs_table(runs: Sequence[Run]) -> str:
          f"{r.loadavg_before[0]:.2f}"]
         for i, r in enumerate(runs, 1)
     ]
-    return markdown_table(header, rows)
+    return table(header, rows, text_columns=4)
 
 
 def servers_section(meta: dict[str, Any]) -> str:
@@ -519,14 +502,10 @@ def markdown_report(meta: dict[str, Any], summaries: Sequence[Summary],
 
 def write_results(out_dir: Path, stamp: str, meta: dict[str, Any], runs: Sequence[Run],
                   summaries: Sequence[Summary]) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = out_dir / f"features-{stamp}.json"
-    md_path = out_dir / f"features-{stamp}.md"
     document = {**meta, "summary": [asdict(s) for s in summaries],
                 "runs": [r.as_dict() for r in runs]}
-    json_path.write_text(json.dumps(document, indent=1) + "\n")
-    md_path.write_text(markdown_report(meta, summaries, runs))
-    return json_path, md_path
+    return write_pair(out_dir, f"features-{stamp}", document,
+                      markdown_report(meta, summaries, runs))
 
 
 # -- the benchmark ---------------------------------------------------------------------
@@ -552,7 +531,7 @@ def make_dataset(data_dir: Path) -> Path:
     done = subprocess.run([sys.executable, "-c", code, str(data_dir)], capture_output=True,
                           text=True, process_group=0, preexec_fn=die_with_parent)
     if done.returncode != 0:
-        raise BenchmarkError(f"writing the sample failed:\n{done.stdout}{done.stderr}")
+        raise LabError(f"writing the sample failed:\n{done.stdout}{done.stderr}")
     return data_dir / f"{DATASET}.geojson"
 
 
@@ -605,9 +584,8 @@ def benchmark(config: Config, servers: Sequence[FeatureServer], queries: QuerySe
             files[server.name] = workdir / f"{query}-{server.name}.txt"
             files[server.name].write_text("\n".join(queries.paths(server, query)) + "\n")
         for round_no in range(1, config.rounds + 1):
-            shift = (QUERIES.index(query) * config.rounds + round_no - 1) % len(servers)
-            order = [*servers[shift:], *servers[:shift]]
-            for position, server in enumerate(order, 1):
+            block = QUERIES.index(query) * config.rounds + round_no - 1
+            for position, server in enumerate(rotated(servers, block), 1):
                 slow = server.name in SLOW
                 if slow and round_no > 1:
                     continue
@@ -626,36 +604,33 @@ def benchmark(config: Config, servers: Sequence[FeatureServer], queries: QuerySe
 
 
 def run(config: Config) -> int:
+    """Start everything, check, benchmark, write the reports; everything started is
+    stopped whatever happens."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     runs: list[Run] = []
-    supervisor = Supervisor()
     meta: dict[str, Any] = {
-        "machine": base_machine_info(), "config": config_dict(config), "complete": False,
-        "error": "interrupted before the end", "servers": {}, "checks": {},
+        "machine": machine_info(), "config": config_dict(config), "servers": {}, "checks": {},
         "versions": {"geojson-api": dist_version("geojson-api"),
                      "gunicorn": dist_version("gunicorn"), **peer_versions()},
     }
-    with tempfile.TemporaryDirectory(prefix="features-") as tmp:
+
+    def finish() -> None:
+        if runs or meta["servers"]:
+            report(config, stamp, meta, runs)
+
+    with (tempfile.TemporaryDirectory(prefix="features-") as tmp,
+          supervised(meta, finish) as supervisor):
         workdir = Path(tmp)
-        try:
-            source = make_dataset(workdir / "data")
-            features = load_features(source)
-            meta["dataset"] = {"bytes": source.stat().st_size, "features": len(features),
-                               "extent": features.extent}
-            queries = make_queries(features)
-            meta["queries"] = queries_meta(queries)
-            servers = start_all(supervisor, config, workdir, source.parent, features, meta)
-            if not config.skip_check:
-                check_all(servers, queries, features, config, meta)
-            benchmark(config, servers, queries, workdir, runs, supervisor)
-            meta.update(complete=True, error=None)
-        except BenchmarkError as exc:
-            meta["error"] = str(exc).splitlines()[0]
-            raise
-        finally:
-            supervisor.stop_all()
-            if runs or meta["servers"]:
-                report(config, stamp, meta, runs)
+        source = make_dataset(workdir / "data")
+        features = load_features(source)
+        meta["dataset"] = {"bytes": source.stat().st_size, "features": len(features),
+                           "extent": features.extent}
+        queries = make_queries(features)
+        meta["queries"] = queries_meta(queries)
+        servers = start_all(supervisor, config, workdir, source.parent, features, meta)
+        if not config.skip_check:
+            check_all(servers, queries, features, config, meta)
+        benchmark(config, servers, queries, workdir, runs, supervisor)
     return 0
 
 
@@ -675,32 +650,16 @@ def config_dict(config: Config) -> dict[str, Any]:
 
 # -- command line ----------------------------------------------------------------------
 
-def _servers(text: str) -> list[str]:
-    chosen = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = [c for c in chosen if c not in SERVERS]
-    if unknown or not chosen:
-        raise argparse.ArgumentTypeError(
-            f"unknown server {', '.join(unknown) or '(none given)'}; choose from "
-            f"{','.join(SERVERS)}")
-    return chosen
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Benchmark OGC API - Features queries: geojson-api vs pygeoapi and tipg.")
-    parser.add_argument("--servers", type=_servers, metavar="LIST",
+    parser.add_argument("--servers", type=names_type(SERVERS, "server"), metavar="LIST",
                         help=f"comma list from {','.join(SERVERS)} (default: all; "
                              "ours with --quick)")
-    parser.add_argument("--duration", type=int, metavar="SECONDS",
-                        help="seconds per wrk run (default 15, 3 with --quick)")
-    parser.add_argument("--rounds", type=int, metavar="N",
-                        help="runs per query type and server (default 3, 1 with --quick)")
-    parser.add_argument("--slow-duration", type=int, default=60, metavar="SECONDS",
+    add_run_options(parser, FULL_RUNS, runs_of="query type and server", results=RESULTS_DIR,
+                    quick="smoke run: our server only, 3 s runs, 1 round, fewer checks")
+    parser.add_argument("--slow-duration", type=at_least_one, default=60, metavar="SECONDS",
                         help="seconds of the one run of a slow server (default %(default)s)")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR, metavar="DIR",
-                        help="folder for the JSON and Markdown results (default loadtest/results)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: our server only, 3 s runs, 1 round, fewer checks")
     parser.add_argument("--start-timeout", type=float, default=180.0, metavar="SECONDS",
                         help="how long a peer may take to load and start (default %(default)s)")
     parser.add_argument("--index-timeout", type=float, default=600.0, metavar="SECONDS",
@@ -711,12 +670,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_config(argv: Sequence[str] | None) -> Config:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    duration = args.duration or (3 if args.quick else 15)
-    rounds = args.rounds or (1 if args.quick else 3)
-    if duration < 1 or rounds < 1 or args.slow_duration < 1:
-        parser.error("--duration, --rounds and --slow-duration must be at least 1")
+    args = build_parser().parse_args(argv)
+    duration, rounds = run_length(args, FULL_RUNS)
     servers = args.servers or (["ours"] if args.quick else list(SERVERS))
     return Config(
         servers=[s for s in SERVERS if s in servers], duration=duration, rounds=rounds,
@@ -728,19 +683,7 @@ def parse_config(argv: Sequence[str] | None) -> Config:
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
-    install_signal_handlers()
-    # A shell without job control starts background jobs with SIGINT ignored; stop on
-    # SIGINT all the same (KeyboardInterrupt), so `kill -INT` cleans up like Ctrl-C.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        return run(config)
-    except BenchmarkError as exc:
-        print(f"features: error: {exc}", file=sys.stderr)
-        return 1
-    except (KeyboardInterrupt, Interrupted) as exc:
-        print(f"features: interrupted ({str(exc) or 'SIGINT'}); all servers stopped",
-              file=sys.stderr)
-        return 130
+    return exit_code("features", lambda: run(config))
 
 
 if __name__ == "__main__":

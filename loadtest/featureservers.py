@@ -41,7 +41,9 @@ from typing import Any
 
 import psutil
 
-from benchkit import HOST, BenchmarkError, Child, Supervisor, free_port, http_get
+from geojson_api.lab import LabError
+from geojson_api.lab.procs import Child, Supervisor, log_tail
+from geojson_api.lab.targets import HOST, free_port, http_get
 
 PEERS_PREFIX = Path(os.environ.get("GEOJSON_PEERS_PREFIX", "/opt/geojson-peers"))
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -141,8 +143,7 @@ def wait_for(child_check: Callable[[], None], ready: Callable[[], bool], what: s
         if ready():
             return time.monotonic() - started
         time.sleep(interval)
-    tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:]) if log.exists() else ""
-    raise BenchmarkError(f"{what} not ready after {timeout:.0f} s; end of {log}:\n{tail}")
+    raise LabError(f"{what} not ready after {timeout:.0f} s; end of {log}:\n{log_tail(log)}")
 
 
 def run_checked(argv: list[str], what: str, log: Path, *, user: str | None = None,
@@ -155,8 +156,7 @@ def run_checked(argv: list[str], what: str, log: Path, *, user: str | None = Non
                               stderr=subprocess.STDOUT, user=user, env=env, timeout=timeout,
                               process_group=0, cwd=log.parent)
     if done.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-        raise BenchmarkError(f"{what} failed (exit code {done.returncode}):\n{tail}")
+        raise LabError(f"{what} failed (exit code {done.returncode}):\n{log_tail(log)}")
 
 
 # -- ours ------------------------------------------------------------------------------
@@ -216,7 +216,7 @@ def start_ours(supervisor: Supervisor, name: str, workdir: Path, source: Path,
             last.clear()
             last.update(index)
             if index.get("status") == "failed":
-                raise BenchmarkError(f"our index build failed: {index}")
+                raise LabError(f"our index build failed: {index}")
         return bool(index and index.get("status") == "ready")
 
     wait_for(child.check_alive, ready, "our index", timeout, log)
@@ -275,7 +275,7 @@ def start_pygeoapi(supervisor: Supervisor, name: str, workdir: Path, data_dir: P
                    extent: list[float], timeout: float) -> FeatureServer:
     venv = PEERS_PREFIX / "pygeoapi" / "bin"
     if not (venv / "gunicorn").exists():
-        raise BenchmarkError(f"{venv / 'gunicorn'} is missing: run loadtest/peers/setup")
+        raise LabError(f"{venv / 'gunicorn'} is missing: run loadtest/peers/setup")
     folder = workdir / name
     folder.mkdir()
     log = folder / "server.log"
@@ -363,7 +363,7 @@ def start_tipg(supervisor: Supervisor, workdir: Path, data_dir: Path,
                timeout: float) -> FeatureServer:
     venv = PEERS_PREFIX / "tipg" / "bin"
     if not (venv / "uvicorn").exists():
-        raise BenchmarkError(f"{venv / 'uvicorn'} is missing: run loadtest/peers/setup")
+        raise LabError(f"{venv / 'uvicorn'} is missing: run loadtest/peers/setup")
     postgres, pg_port, info = start_postgres(supervisor, workdir, data_dir, timeout)
     folder = workdir / "tipg"
     folder.mkdir()

@@ -10,8 +10,9 @@ Six *targets* serve the same three sample datasets (``small`` ~50 KB,
 * ``gthread`` and ``gevent``: ``geojson-api serve`` (Gunicorn, default number of
   workers) with that worker class;
 * ``bare``: the same Gunicorn config (gthread) around a do-nothing WSGI app that
-  returns the file from memory (``bare_wsgi.py``): the ceiling for any Python
-  app under Gunicorn, so the report separates Gunicorn's cost from ours;
+  returns the file from memory (``geojson_api/lab/files/bare_wsgi.py``): the
+  ceiling for any Python app under Gunicorn, so the report separates Gunicorn's
+  cost from ours;
 * ``gthread-stock``: our app under Gunicorn's own gthread worker, without the
   request-head timeout that ``geojson-api serve`` adds (what that costs);
 * ``stack``: the full production-like stack of ``geojson-api stack up
@@ -106,30 +107,30 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from geojson_api.lab import LabError
+from geojson_api.lab.command import add_run_options, exit_code, names_type, run_length
 from geojson_api.lab.machine import machine_info
-from geojson_api.lab.procs import (
-    Interrupted,
-    Supervisor,
-    die_with_parent,
-    install_signal_handlers,
+from geojson_api.lab.procs import Supervisor, die_with_parent, supervised
+from geojson_api.lab.runner import (
+    dataset_sizes,
+    missing,
+    rotated,
+    servers_needed,
+    start_targets,
 )
-from geojson_api.lab.sampling import MemoryStats, memory_stats, sample_tree, system_busy_seconds
+from geojson_api.lab.sampling import MemoryStats, memory_stats, sample_tree
 from geojson_api.lab.stacktarget import StackServer, read_text, start_stack
+from geojson_api.lab.tables import fmt, mb, median, table, write_pair
 from geojson_api.lab.targets import (
     PythonServer,
     Target,
@@ -141,16 +142,20 @@ from geojson_api.lab.targets import (
     wait_until_quiet,
     warm_up,
 )
-from geojson_api.lab.watch import Watched, run_client
-from geojson_api.lab.wrk import WRK_THREADS, WRK_TIMEOUT, WrkStats, parse_wrk, wrk_command
+from geojson_api.lab.wrk import (
+    SAMPLE_INTERVAL,
+    WRK_THREADS,
+    WRK_TIMEOUT,
+    WrkStats,
+    run_wrk,
+    wrk_command,
+)
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TARGETS = ("nginx", "gthread", "gevent", "bare", "stack", "gthread-stock")
 DATASETS = ("small", "medium", "large")
-SAMPLE_INTERVAL = 0.2  # seconds between two samples of the target's process tree
-MB = 1e6
+FULL_RUNS = (10, 2)  # seconds per wrk run, rounds
 GB = 1e9
-BenchmarkError = LabError  # a target failed to start or died, or wrk could not connect
 
 
 @dataclass(frozen=True)
@@ -172,7 +177,7 @@ SCENARIOS = (
 )
 
 
-# -- targets and wrk (shared with the load-test lab, geojson_api.lab) --------------------
+# -- targets (the load-test lab's, geojson_api.lab) ------------------------------------
 
 def app_server(name: str, data_dir: Path, app_args: Sequence[str]) -> PythonServer:
     """``geojson-api serve`` with worker class ``name``, or the ``bare`` WSGI app, or
@@ -186,19 +191,6 @@ def app_server(name: str, data_dir: Path, app_args: Sequence[str]) -> PythonServ
             "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread", *app_args],
             "/readyz", has_api=True)
     return gunicorn_server(name, data_dir, ["--worker-class", name, *app_args])
-
-
-def run_wrk(command: Sequence[str], roots: Sequence[Any], limit: float,
-            ) -> tuple[str, Watched]:
-    """wrk's output and what the server trees did meanwhile; wrk is always reaped."""
-    with tempfile.TemporaryDirectory(prefix="wrk-") as tmp:
-        log = Path(tmp) / "wrk.log"
-        watched = run_client(command, log, roots, limit, SAMPLE_INTERVAL)
-        text = log.read_text(errors="replace")
-    if watched.returncode != 0:
-        reason = "could not connect" if "unable to connect" in text else "failed"
-        raise BenchmarkError(f"wrk {reason} (exit code {watched.returncode}): {text.strip()}")
-    return text, watched
 
 
 # -- one run ---------------------------------------------------------------------------
@@ -252,38 +244,23 @@ class Run:
 def drive(target: Target, scenario: Scenario, duration: int, round_no: int,
           position: int) -> Run:
     """Run wrk once against ``target`` while sampling the target's process trees."""
-    roots = target.tree_roots()
     command = wrk_command(target.url(scenario.dataset), scenario.connections, duration)
-    loadavg = os.getloadavg()
-    busy_before, own_before = system_busy_seconds(), time.process_time()
-    output, watched = run_wrk(command, roots, limit=duration + 90)
-    idle, samples, wrk_cpu = watched.idle, watched.samples, watched.client_cpu_seconds
-    busy = system_busy_seconds() - busy_before
-    sampler_cpu = time.process_time() - own_before
+    done = run_wrk(command, target.tree_roots(), limit=duration + 90, target=target.name)
     target.server.check_alive()
-    stats = parse_wrk(output)
-    if stats.requests == 0 and stats.socket_errors["connect"] > 0:
-        raise BenchmarkError(f"wrk could not connect to {target.name}:\n{output}")
-    end = samples[-1]
-    server_cpu = end.cpu_seconds - idle.cpu_seconds
+    watched = done.watched
     return Run(
         scenario=scenario.name, target=target.name, round=round_no, position=position,
-        command=command, wrk=stats, wall_seconds=end.at - idle.at,
-        server_cpu_seconds=server_cpu, wrk_cpu_seconds=wrk_cpu, sampler_cpu_seconds=sampler_cpu,
-        other_cpu_seconds=busy - server_cpu - wrk_cpu - sampler_cpu,
-        memory=memory_stats(idle, samples), loadavg_before=loadavg,
-        samples=[(round(s.at - idle.at, 3), s.total_rss, round(s.cpu_seconds - idle.cpu_seconds, 3))
-                 for s in samples],
-        output=output,
+        command=command, wrk=done.stats, wall_seconds=watched.wall_seconds,
+        server_cpu_seconds=watched.target_cpu_seconds,
+        wrk_cpu_seconds=watched.client_cpu_seconds,
+        sampler_cpu_seconds=watched.sampler_cpu_seconds,
+        other_cpu_seconds=watched.other_cpu_seconds,
+        memory=memory_stats(watched.idle, watched.samples),
+        loadavg_before=done.loadavg_before, samples=watched.series(), output=done.output,
     )
 
 
 # -- aggregation -----------------------------------------------------------------------
-
-def _median(values: Iterable[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.median(present) if present else None
-
 
 @dataclass
 class Summary:
@@ -316,9 +293,9 @@ def summarize_one(scenario: str, target: str, runs: Sequence[Run]) -> Summary:
     throughput = [r.wrk.mb_per_s for r in runs]
     return Summary(
         scenario=scenario, target=target, rounds=len(runs),
-        mb_per_s=_median(throughput), mb_per_s_min=min(throughput), mb_per_s_max=max(throughput),
-        requests_per_s=_median(r.wrk.requests_per_s for r in runs), vs_nginx=None,
-        latency_ms={k: _median(r.wrk.latency_ms[k] for r in runs) for k in runs[0].wrk.latency_ms},
+        mb_per_s=median(throughput), mb_per_s_min=min(throughput), mb_per_s_max=max(throughput),
+        requests_per_s=median(r.wrk.requests_per_s for r in runs), vs_nginx=None,
+        latency_ms={k: median(r.wrk.latency_ms[k] for r in runs) for k in runs[0].wrk.latency_ms},
         socket_errors={k: sum(r.wrk.socket_errors[k] for r in runs)
                        for k in runs[0].wrk.socket_errors},
         non_2xx_3xx=sum(r.wrk.non_2xx_3xx for r in runs),
@@ -327,11 +304,11 @@ def summarize_one(scenario: str, target: str, runs: Sequence[Run]) -> Summary:
         rss_growth=max(r.memory.growth_total for r in runs),
         worker_rss_growth=max(r.memory.worker_growth_max for r in runs),
         new_processes=sum(r.memory.new_processes for r in runs),
-        cpu_s_per_gb=_median(r.cpu_s_per_gb for r in runs),
-        cpu_s_per_1k_requests=_median(r.cpu_s_per_1k_requests for r in runs),
-        server_cores=_median(r.cores(r.server_cpu_seconds) for r in runs),
-        wrk_cores=_median(r.cores(r.wrk_cpu_seconds) for r in runs),
-        other_cores=_median(r.cores(r.other_cpu_seconds) for r in runs),
+        cpu_s_per_gb=median(r.cpu_s_per_gb for r in runs),
+        cpu_s_per_1k_requests=median(r.cpu_s_per_1k_requests for r in runs),
+        server_cores=median(r.cores(r.server_cpu_seconds) for r in runs),
+        wrk_cores=median(r.cores(r.wrk_cpu_seconds) for r in runs),
+        other_cores=median(r.cores(r.other_cpu_seconds) for r in runs),
     )
 
 
@@ -354,39 +331,16 @@ def summarize(runs: Sequence[Run], scenarios: Sequence[Scenario],
 
 # -- reports ---------------------------------------------------------------------------
 
-def fmt(value: float | None, unit: str = "") -> str:
-    """Three significant figures or so, thousands separated; '-' when unknown."""
-    if value is None:
-        return "-"
-    if abs(value) >= 100:
-        text = f"{value:,.0f}"
-    elif abs(value) >= 10:
-        text = f"{value:.1f}"
-    else:
-        text = f"{value:.2f}"
-    return text + unit
-
-
-def fmt_mb(nbytes: float) -> str:
-    return fmt(nbytes / MB)
-
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 def summary_table(summaries: Sequence[Summary]) -> str:
     header = ["Scenario", "Target", "MB/s", "vs nginx", "req/s", "p50 ms", "p99 ms", "errors",
               "RSS growth MB", "max worker growth MB", "CPU s/GB"]
     rows = [
         [s.scenario, s.target, fmt(s.mb_per_s), fmt(s.vs_nginx), fmt(s.requests_per_s),
          fmt(s.latency_ms["p50"]), fmt(s.latency_ms["p99"]), str(s.errors),
-         fmt_mb(s.rss_growth), fmt_mb(s.worker_rss_growth), fmt(s.cpu_s_per_gb)]
+         mb(s.rss_growth), mb(s.worker_rss_growth), fmt(s.cpu_s_per_gb)]
         for s in summaries
     ]
-    return markdown_table(header, rows)
+    return table(header, rows, text_columns=2)
 
 
 def scenario_table(summaries: Sequence[Summary]) -> str:
@@ -403,12 +357,12 @@ def scenario_table(summaries: Sequence[Summary]) -> str:
             fmt(s.vs_nginx), fmt(s.requests_per_s),
             f"{fmt(lat['p50'])} / {fmt(lat['p90'])} / {fmt(lat['p99'])}",
             "/".join(str(errors[k]) for k in ("connect", "read", "write", "timeout")),
-            str(s.non_2xx_3xx), fmt_mb(s.idle_rss), fmt_mb(s.rss_growth),
-            fmt_mb(s.worker_rss_growth), str(s.new_processes), fmt(s.cpu_s_per_gb),
+            str(s.non_2xx_3xx), mb(s.idle_rss), mb(s.rss_growth),
+            mb(s.worker_rss_growth), str(s.new_processes), fmt(s.cpu_s_per_gb),
             fmt(s.cpu_s_per_1k_requests), fmt(s.server_cores), fmt(s.wrk_cores),
             fmt(s.other_cores),
         ])
-    return markdown_table(header, rows)
+    return table(header, rows, text_columns=1)
 
 
 def runs_table(runs: Sequence[Run]) -> str:
@@ -421,7 +375,7 @@ def runs_table(runs: Sequence[Run]) -> str:
          fmt(r.cores(r.other_cpu_seconds)), f"{r.loadavg_before[0]:.2f}"]
         for i, r in enumerate(runs, 1)
     ]
-    return markdown_table(header, rows)
+    return table(header, rows, text_columns=4)
 
 
 METHOD_NOTE = """\
@@ -487,14 +441,10 @@ def markdown_report(meta: dict[str, Any], scenarios: Sequence[Scenario],
 def write_results(out_dir: Path, stamp: str, meta: dict[str, Any],
                   scenarios: Sequence[Scenario], runs: Sequence[Run],
                   summaries: Sequence[Summary]) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = out_dir / f"wholefile-{stamp}.json"
-    md_path = out_dir / f"wholefile-{stamp}.md"
     document = {**meta, "summary": [asdict(s) for s in summaries],
                 "runs": [r.as_dict() for r in runs]}
-    json_path.write_text(json.dumps(document, indent=1) + "\n")
-    md_path.write_text(markdown_report(meta, scenarios, summaries, runs))
-    return json_path, md_path
+    return write_pair(out_dir, f"wholefile-{stamp}", document,
+                      markdown_report(meta, scenarios, summaries, runs))
 
 
 # -- the benchmark ---------------------------------------------------------------------
@@ -518,91 +468,73 @@ def make_samples(data_dir: Path) -> Path:
                           capture_output=True, text=True, process_group=0,
                           preexec_fn=die_with_parent)
     if done.returncode != 0:
-        raise BenchmarkError(f"geojson-api sample failed:\n{done.stdout}{done.stderr}")
+        raise LabError(f"geojson-api sample failed:\n{done.stdout}{done.stderr}")
     return data_dir
 
 
-def dataset_sizes(data_dir: Path, scenarios: Sequence[Scenario]) -> dict[str, int]:
-    sizes = {}
-    for name in sorted({s.dataset for s in scenarios}, key=DATASETS.index):
-        path = data_dir / f"{name}.geojson"
-        if not path.is_file():
-            raise BenchmarkError(f"{path} is missing (make it with: geojson-api sample DIR)")
-        sizes[name] = path.stat().st_size
-    return sizes
+def start_target(supervisor: Supervisor, config: Config, workdir: Path, data_dir: Path,
+                 name: str) -> Target:
+    if name == "nginx":
+        return start_nginx(supervisor, workdir, data_dir, config.start_timeout)
+    if name == "stack":
+        return start_stack(supervisor, workdir, data_dir, config.start_timeout)
+    return start_python(supervisor, app_server(name, data_dir, config.app_args),
+                        workdir, data_dir, config.start_timeout)
 
 
-def start_targets(supervisor: Supervisor, config: Config, workdir: Path,
-                  data_dir: Path) -> list[Target]:
-    """Start every target, one after the other (the first app prepares the datasets)."""
-    targets = []
-    for name in config.targets:
-        print(f"starting {name} ...", flush=True)
-        if name == "nginx":
-            target = start_nginx(supervisor, workdir, data_dir, config.start_timeout)
-        elif name == "stack":
-            target = start_stack(supervisor, workdir, data_dir, config.start_timeout)
-        else:
-            target = start_python(supervisor, app_server(name, data_dir, config.app_args),
-                                  workdir, data_dir, config.start_timeout)
-        supervisor.remember_descendants()
-        print(f"  {name}: {target.server.describe()}, port {target.port}, "
-              f"ready in {target.startup_seconds:.1f} s", flush=True)
-        targets.append(target)
-    return targets
+def schedule(config: Config, targets: Sequence[Target]
+             ) -> list[tuple[Scenario, int, int, Target]]:
+    """(scenario, round, position, target) of every run: each (scenario, round) block runs
+    every target, in an order rotated from one block to the next."""
+    blocks = [(s, r) for s in config.scenarios for r in range(1, config.rounds + 1)]
+    return [(scenario, round_no, position, target)
+            for block, (scenario, round_no) in enumerate(blocks)
+            for position, target in enumerate(rotated(targets, block), 1)]
 
 
 def benchmark(config: Config, supervisor: Supervisor, targets: Sequence[Target],
               runs: list[Run]) -> None:
     """Every scenario, every round, every target in rotated order; appends to ``runs``."""
-    total = len(config.scenarios) * config.rounds * len(targets)
-    block = 0
-    for scenario in config.scenarios:
-        for round_no in range(1, config.rounds + 1):
-            shift = block % len(targets)
-            order = [*targets[shift:], *targets[:shift]]
-            block += 1
-            for position, target in enumerate(order, 1):
-                time.sleep(config.pause)
-                run = drive(target, scenario, config.duration, round_no, position)
-                supervisor.remember_descendants()  # workers may have been replaced
-                runs.append(run)
-                print(f"[{len(runs)}/{total}] {scenario.name} {target.name} round {round_no}: "
-                      f"{fmt(run.wrk.mb_per_s)} MB/s, {fmt(run.wrk.requests_per_s)} req/s, "
-                      f"p99 {fmt(run.wrk.latency_ms['p99'])} ms, errors {run.wrk.errors}, "
-                      f"wrk {fmt(run.cores(run.wrk_cpu_seconds))} cores", flush=True)
+    planned = schedule(config, targets)
+    for scenario, round_no, position, target in planned:
+        time.sleep(config.pause)
+        runs.append(drive(target, scenario, config.duration, round_no, position))
+        supervisor.remember_descendants()  # workers may have been replaced
+        done = runs[-1]
+        print(f"[{len(runs)}/{len(planned)}] {scenario.name} {target.name} round {round_no}: "
+              f"{fmt(done.wrk.mb_per_s)} MB/s, {fmt(done.wrk.requests_per_s)} req/s, "
+              f"p99 {fmt(done.wrk.latency_ms['p99'])} ms, errors {done.wrk.errors}, "
+              f"wrk {fmt(done.cores(done.wrk_cpu_seconds))} cores", flush=True)
 
 
 def run(config: Config) -> int:
-    """Start everything, benchmark, write the reports; everything started is stopped."""
+    """Start everything, benchmark, write the reports; everything started is stopped
+    whatever happens."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     runs: list[Run] = []
-    supervisor = Supervisor()
-    with tempfile.TemporaryDirectory(prefix="wholefile-") as tmp:
+    meta: dict[str, Any] = {"machine": machine_info(), "config": config_dict(config)}
+
+    def finish() -> None:
+        if runs:
+            report(config, stamp, meta, runs)
+
+    with (tempfile.TemporaryDirectory(prefix="wholefile-") as tmp,
+          supervised(meta, finish) as supervisor):
         workdir = Path(tmp)
-        meta: dict[str, Any] = {"machine": machine_info(), "config": config_dict(config),
-                                "complete": False, "error": "interrupted before the end"}
-        try:
-            data_dir = config.data or make_samples(workdir / "data")
-            meta["datasets"] = dataset_sizes(data_dir, config.scenarios)
-            meta["config"]["data"] = str(data_dir)
-            targets = start_targets(supervisor, config, workdir, data_dir)
-            meta["nginx_conf"] = read_text(workdir / "nginx" / "nginx.conf")
-            meta["stack"] = next((g.record() for g in supervisor.groups
-                                  if isinstance(g, StackServer)), None)
-            for target in targets:
-                warm_up(target, data_dir, meta["datasets"])
-            wait_until_quiet(targets)
-            meta["processes"] = {t.name: len(sample_tree(t.tree_roots()).rss) for t in targets}
-            benchmark(config, supervisor, targets, runs)
-            meta.update(complete=True, error=None)
-        except BenchmarkError as exc:
-            meta["error"] = str(exc).splitlines()[0]
-            raise
-        finally:
-            supervisor.stop_all()
-            if runs:
-                report(config, stamp, meta, runs)
+        data_dir = config.data or make_samples(workdir / "data")
+        meta["datasets"] = dataset_sizes(data_dir, sorted(
+            {s.dataset for s in config.scenarios}, key=DATASETS.index))
+        meta["config"]["data"] = str(data_dir)
+        targets = start_targets(supervisor, config.targets, lambda name: start_target(
+            supervisor, config, workdir, data_dir, name))
+        meta["nginx_conf"] = read_text(workdir / "nginx" / "nginx.conf")
+        meta["stack"] = next((g.record() for g in supervisor.groups
+                              if isinstance(g, StackServer)), None)
+        for target in targets:
+            warm_up(target, data_dir, meta["datasets"])
+        wait_until_quiet(targets)
+        meta["processes"] = {t.name: len(sample_tree(t.tree_roots()).rss) for t in targets}
+        benchmark(config, supervisor, targets, runs)
     return 0
 
 
@@ -624,16 +556,6 @@ def config_dict(config: Config) -> dict[str, Any]:
 
 # -- command line ----------------------------------------------------------------------
 
-def _choices(text: str, known: Sequence[str], what: str) -> list[str]:
-    chosen = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = [c for c in chosen if c not in known]
-    if unknown or not chosen:
-        raise argparse.ArgumentTypeError(
-            f"unknown {what} {', '.join(unknown) or '(none given)'}; choose from {','.join(known)}"
-        )
-    return chosen
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Benchmark whole-file delivery: geojson-api (gthread, gevent, the "
@@ -644,20 +566,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, metavar="DIR",
                         help="folder with small/medium/large.geojson (default: a temporary "
                              "folder filled by 'geojson-api sample')")
-    parser.add_argument("--duration", type=int, metavar="SECONDS",
-                        help="seconds per wrk run (default 10, 3 with --quick)")
-    parser.add_argument("--rounds", type=int, metavar="N",
-                        help="runs per scenario and target (default 2, 1 with --quick)")
+    add_run_options(parser, FULL_RUNS, runs_of="scenario and target", results=RESULTS_DIR,
+                    quick="3 s per run and 1 round, all scenarios: a smoke run, not for docs")
     parser.add_argument("--targets", default=",".join(TARGETS),
-                        type=lambda text: _choices(text, TARGETS, "target"),
+                        type=names_type(TARGETS, "target"),
                         help="comma list of targets (default %(default)s)")
     parser.add_argument("--scenarios", default=",".join(s.name for s in SCENARIOS),
-                        type=lambda text: _choices(text, [s.name for s in SCENARIOS], "scenario"),
+                        type=names_type([s.name for s in SCENARIOS], "scenario"),
                         help="comma list of scenarios (default: all)")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR, metavar="DIR",
-                        help="folder for the JSON and Markdown results (default loadtest/results)")
-    parser.add_argument("--quick", action="store_true",
-                        help="3 s per run and 1 round, all scenarios: a smoke run, not for docs")
     parser.add_argument("--app-arg", action="append", default=[], metavar="ARG",
                         help="extra argument for 'geojson-api serve' (not the stack), "
                              "repeatable; write --app-arg=--workers=3 for values starting "
@@ -670,12 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_config(argv: Sequence[str] | None) -> Config:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    duration = args.duration or (3 if args.quick else 10)
-    rounds = args.rounds or (1 if args.quick else 2)
-    if duration < 1 or rounds < 1:
-        parser.error("--duration and --rounds must be at least 1")
+    args = build_parser().parse_args(argv)
+    duration, rounds = run_length(args, FULL_RUNS)
     by_name = {s.name: s for s in SCENARIOS}
     return Config(
         data=args.data.resolve() if args.data else None, duration=duration, rounds=rounds,
@@ -686,32 +598,14 @@ def parse_config(argv: Sequence[str] | None) -> Config:
     )
 
 
-def missing_tools(targets: Sequence[str]) -> list[str]:
-    needed = ["wrk"]
-    if "nginx" in targets or "stack" in targets:
-        needed.append("nginx")
-    if "stack" in targets:
-        needed.append("redis-server")
-    return [tool for tool in needed if shutil.which(tool) is None]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
-    missing = missing_tools(config.targets)
-    if missing:
-        print(f"wholefile: not found: {', '.join(missing)} "
+    absent = missing(["wrk", *servers_needed(config.targets)])
+    if absent:
+        print(f"wholefile: not found: {', '.join(absent)} "
               "(apt-get install -y nginx-light wrk redis-server)", file=sys.stderr)
         return 1
-    install_signal_handlers()
-    try:
-        return run(config)
-    except BenchmarkError as exc:
-        print(f"wholefile: error: {exc}", file=sys.stderr)
-        return 1
-    except (KeyboardInterrupt, Interrupted) as exc:
-        print(f"wholefile: interrupted ({str(exc) or 'SIGINT'}); all servers stopped",
-              file=sys.stderr)
-        return 130
+    return exit_code("wholefile", lambda: run(config))
 
 
 if __name__ == "__main__":

@@ -149,6 +149,14 @@ class StackError(RuntimeError):
     """The local stack could not be started, or a part of it is missing."""
 
 
+class LabError(Exception):
+    """A target failed to start or died, or a load generator failed: results are invalid."""
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGHUP arrived during a lab run; raised in the main thread so cleanup runs."""
+
+
 def storage_problem(code: str, description: str, retry_after: int) -> StorageFull:
     """The StorageFull or StorageError for a recorded failure ``code``."""
     kind = StorageFull if code == StorageFull.code else StorageError

@@ -4,20 +4,29 @@ One quick run end to end (it writes its own sample data), then the ways a run
 can end early: Ctrl-C, a target that cannot start, the memory guard. Each of
 them must leave no process behind. No timing is asserted: only that every target
 answered, without errors, and that the report was written.
+
+Then the lab as an installed package: its own files (the Locust users, the
+baseline and bare apps) come from the package, never from a source checkout.
+A copy of the package outside the checkout starts both apps and loads the
+Locust users, and no module of the lab names a path that goes up from it.
 """
 
 from __future__ import annotations
 
+import ast
 import csv
+import fnmatch
 import json
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +35,10 @@ from typing import Any
 import psutil
 import pytest
 
+import geojson_api
+import geojson_api.lab
 from geojson_api.lab.matrix import TARGETS
+from geojson_api.lab.targets import FILES, bare_command, devserver_command, lab_file
 
 from ..conftest import require, require_module
 
@@ -222,3 +234,117 @@ def test_memory_guard_stops_a_run(served_data: Path, tmp_path: Path) -> None:
     (run,) = json.loads((out / "runs.json").read_text())["runs"]
     assert run["stopped_by_guard"].startswith("target RSS") and run["requests"] > 0
     assert "stopped by the memory guard" in (out / "report.md").read_text()
+
+
+# -- the lab as an installed package -------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB_FILES = ("locustfile.py", "baseline_app.py", "bare_wsgi.py")
+# Run with a copy of the package first on the path, from a folder outside the checkout.
+PROBE = """
+import json, subprocess, sys
+from pathlib import Path
+import geojson_api
+from geojson_api.lab.procs import Supervisor
+from geojson_api.lab.targets import (
+    bare_command, bare_server, devserver, devserver_command, lab_file, start_python, warm_up)
+
+data, work = Path(sys.argv[1]), Path(sys.argv[2])
+found = {"package": geojson_api.__file__, "bare": bare_command(1),
+         "devserver": devserver_command(1),
+         "files": [str(lab_file(name)) for name in sys.argv[3:]]}
+supervisor = Supervisor()
+try:
+    for spec in (devserver(), bare_server()):
+        warm_up(start_python(supervisor, spec, work, data, timeout=60), data, ["small"])
+finally:
+    supervisor.stop_all()
+listed = subprocess.run([sys.executable, "-m", "locust", "-f", str(lab_file("locustfile.py")),
+                         "--list"], capture_output=True, text=True, timeout=120)
+found["locust"] = listed.stdout + listed.stderr
+print(json.dumps(found))
+"""
+
+
+def option(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def inside(path: str | Path, folder: Path) -> bool:
+    return Path(path).resolve().is_relative_to(folder.resolve())
+
+
+def test_a_copy_of_the_package_outside_the_checkout_runs_the_lab_files(
+        samples: Path, tmp_path: Path) -> None:
+    require_module("locust")
+    site = tmp_path / "site"
+    shutil.copytree(Path(geojson_api.__file__).parent, site / "geojson_api",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copyfile(samples / "small.geojson", data / "small.geojson")
+    (tmp_path / "work").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    done = subprocess.run([sys.executable, "-c", PROBE, str(data), str(tmp_path / "work"),
+                           *LAB_FILES], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = json.loads(done.stdout.splitlines()[-1])
+    lab = site / "geojson_api" / "lab"
+    assert inside(found["package"], site)
+    for path in found["files"]:
+        assert inside(path, lab / "files") and Path(path).is_file(), path
+    assert inside(option(found["bare"], "--pythonpath"), lab / "files")
+    assert inside(option(found["devserver"], "--app"), lab / "files")
+    for user in ("StudyUser", "DatasetApiUser", "FeatureQueryUser"):
+        assert user in found["locust"]
+
+
+def test_the_lab_files_are_package_data_of_the_imported_package() -> None:
+    package = Path(geojson_api.lab.__file__).parent
+    assert (package / "files").resolve() == FILES
+    for name in LAB_FILES:
+        assert inside(lab_file(name), package / "files")
+    assert inside(option(bare_command(1), "--pythonpath"), package)
+    assert inside(option(devserver_command(1), "--app"), package)
+    # What a wheel holds: every file of lab/files/ matches a declared glob.
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())[
+        "tool"]["setuptools"]["package-data"]["geojson_api.lab"]
+    shipped = sorted(p.relative_to(package).as_posix() for p in (package / "files").iterdir()
+                     if p.is_file())
+    assert set(LAB_FILES) <= {Path(p).name for p in shipped}
+    assert [p for p in shipped if not any(fnmatch.fnmatch(p, g) for g in declared)] == []
+    assert not (package / "files" / "__init__.py").exists()  # data, never imported
+
+
+def checkout_references(source: str) -> list[str]:
+    """What in a module could reach out of its package into a source checkout: a path
+    going up (``.parents[...]``, ``.parent.parent``) or a string (docstrings aside)
+    naming ``loadtest``."""
+    tree = ast.parse(source)
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef,
+                                       ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)}
+    hits = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and (
+                node.attr == "parents" or (node.attr == "parent" and isinstance(
+                    node.value, ast.Attribute) and node.value.attr == "parent")):
+            hits.append(f"line {node.lineno}: .{node.attr}")
+        elif (isinstance(node, ast.Constant) and isinstance(node.value, str)
+              and "loadtest" in node.value and id(node) not in docstrings):
+            hits.append(f"line {node.lineno}: {node.value!r}")
+    return hits
+
+
+def test_no_module_of_the_lab_reaches_into_the_checkout() -> None:
+    old = 'path = Path(__file__).resolve().parents[3] / "loadtest"\n'
+    assert len(checkout_references(old)) == 2  # the finder finds what the lab once did
+    assert checkout_references('"""See loadtest/wholefile.py."""\nx = Path(y).parent\n') == []
+    package = Path(geojson_api.lab.__file__).parent
+    modules = sorted(package.rglob("*.py"))
+    assert package / "files" / "locustfile.py" in modules
+    hits = {str(p.relative_to(package)): found for p in modules
+            if (found := checkout_references(p.read_text()))}
+    assert hits == {}

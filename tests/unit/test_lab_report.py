@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from geojson_api.lab import report
+from geojson_api.lab import report, tables
 from geojson_api.lab.results import RunResult
 
 from ..conftest import require_module
@@ -68,10 +68,10 @@ def meta(complete: bool = True) -> dict[str, Any]:
 
 
 def test_formatting() -> None:
-    assert [report.fmt(v) for v in (None, 0.456, 12.34, 1740.0)] == ["-", "0.46", "12.3",
+    assert [tables.fmt(v) for v in (None, 0.456, 12.34, 1740.0)] == ["-", "0.46", "12.3",
                                                                      "1,740"]
-    assert [report.pct(v) for v in (None, 0.0, 0.157)] == ["-", "0 %", "15.7 %"]
-    assert report.factor(2600, 115) == "22.6x" and report.factor(None, 1) == "-"
+    assert [tables.pct(v) for v in (None, 0.0, 0.157)] == ["-", "0 %", "15.7 %"]
+    assert tables.factor(2600, 115) == "22.6x" and tables.factor(None, 1) == "-"
     assert report.latency(RESULTS[0], "avg") == "≥ 8,000"
     assert report.latency(RESULTS[1], "avg") == "4,000"
 

@@ -10,7 +10,13 @@ import psutil
 import pytest
 
 from geojson_api.lab import LabError
-from geojson_api.lab.sampling import TreeSample, memory_stats, peak_cpu_percent, sample_tree
+from geojson_api.lab.sampling import (
+    TreeSample,
+    memory_stats,
+    peak_cpu_percent,
+    sample_tree,
+    tree_pss,
+)
 from geojson_api.lab.watch import Watched
 
 
@@ -51,6 +57,8 @@ def test_sample_tree_follows_children_and_memory_growth() -> None:
             time.sleep(0.05)
         first = sample_tree([root])
         assert len(first.rss) == 2 and set(first.root_of.values()) == {parent.pid}
+        pss = tree_pss([root])  # shared pages split: never more than the summed RSS
+        assert pss is not None and 0 < pss <= first.total_rss
         grown = TreeSample(first.at + 1, first.cpu_seconds,
                            {pid: rss + 5_000_000 for pid, rss in first.rss.items()},
                            first.root_of)
@@ -63,3 +71,4 @@ def test_sample_tree_follows_children_and_memory_growth() -> None:
         psutil.wait_procs(children, timeout=10)
     with pytest.raises(LabError, match="disappeared"):
         sample_tree([root])
+    assert tree_pss([root]) == 0  # a tree that is gone counts nothing

@@ -18,6 +18,7 @@ from geojson_api.lab.locustrun import (
     summarize,
 )
 from geojson_api.lab.matrix import Scenario
+from geojson_api.lab.targets import lab_file
 from geojson_api.lab.wrk import parse_wrk
 
 
@@ -94,7 +95,7 @@ def test_missing_statistics_are_an_error(tmp_path: Path) -> None:
 
 
 def test_locust_command_ramps_and_resets() -> None:
-    argv = locust_command(Path("loadtest/locustfile.py"), "http://127.0.0.1:1",
+    argv = locust_command(lab_file("locustfile.py"), "http://127.0.0.1:1",
                           Scenario("locust", "large", 200, 2, 5), Path("/tmp/x"))
     text = " ".join(argv)
     assert "--users 200 --spawn-rate 66.6667 --run-time 7s --reset-stats" in text

@@ -1,19 +1,43 @@
-"""The feature benchmark's query lists, truth and summaries (loadtest/features.py), no servers."""
+"""The feature benchmark's query lists, truth and summaries (loadtest/features.py), no servers.
+
+The scripts in loadtest/ are not a package: ``python loadtest/features.py`` finds
+its siblings because Python puts the script's folder on ``sys.path``. Here each
+script is loaded from its file under its own name instead, siblings first, so
+that nothing edits ``sys.path``.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "loadtest"))
+from geojson_api.lab.sampling import MemoryStats
+from geojson_api.lab.wrk import parse_wrk, wrk_command
 
-import benchkit
-import featurequeries as fq
-import features
-from featureservers import FLAVOURS
+LOADTEST = Path(__file__).resolve().parents[2] / "loadtest"
+
+
+def load_script(name: str) -> ModuleType:
+    """``loadtest/<name>.py`` as the module ``name`` (the import it makes of a sibling
+    finds the sibling loaded before it)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, LOADTEST / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while it executes
+    spec.loader.exec_module(module)
+    return module
+
+
+fq = load_script("featurequeries")
+FLAVOURS = load_script("featureservers").FLAVOURS
+features = load_script("features")
 
 
 def _point(fid: int, x: float, y: float) -> dict[str, Any]:
@@ -115,7 +139,7 @@ Transfer/sec:     12.43MB
 
 
 def test_wrk_output_is_parsed_into_plain_units() -> None:
-    stats = benchkit.parse_wrk(WRK_OUTPUT)
+    stats = parse_wrk(WRK_OUTPUT)
     assert stats.requests == 2403 and stats.requests_per_s == pytest.approx(159.99)
     assert stats.latency_ms == {"p50": 55.1, "p75": 70.0, "p90": 95.5, "p99": 164.0}
     assert stats.bytes_read == pytest.approx(186.71 * 2**20)
@@ -124,7 +148,7 @@ def test_wrk_output_is_parsed_into_plain_units() -> None:
 
 
 def test_wrk_command_passes_the_path_list_to_the_lua_script(tmp_path: Path) -> None:
-    command = benchkit.wrk_command("http://127.0.0.1:1", 10, 15, timeout="60s",
+    command = wrk_command("http://127.0.0.1:1", 10, 15, timeout="60s",
                                    script=tmp_path / "cycle.lua",
                                    script_args=[str(tmp_path / "paths.txt")])
     assert command == ["wrk", "-t2", "-c10", "-d15s", "--timeout", "60s", "--latency",
@@ -133,10 +157,10 @@ def test_wrk_command_passes_the_path_list_to_the_lua_script(tmp_path: Path) -> N
 
 
 def _run(query: str, server: str, rps: float, p99: float) -> features.Run:
-    stats = benchkit.parse_wrk(WRK_OUTPUT)
+    stats = parse_wrk(WRK_OUTPUT)
     stats.requests_per_s = rps
     stats.latency_ms = {**stats.latency_ms, "p99": p99}
-    memory = benchkit.MemoryStats(100, 200, 100, 50, [], 0)
+    memory = MemoryStats(100, 200, 100, 50, [], 0)
     return features.Run(query, server, 1, 1, [], stats, 15.0, 3.0, 1.0, 0.5, memory, 150,
                         (0.1, 0.1, 0.1), [], "")
 

@@ -3,12 +3,15 @@
 Exit codes: 0 done, 1 a target or a client failed (or a tool is missing),
 2 bad options, 130 interrupted (Ctrl-C, SIGTERM, SIGHUP). In every case the
 processes it started are stopped and the runs done so far are reported.
+The benchmark scripts in ``loadtest/`` share these conventions
+(:func:`exit_code`) and the parsing of comma lists (:func:`names_type`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import LabError
@@ -24,14 +27,30 @@ def comma_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def known_names(text: str, known: Sequence[str], what: str) -> list[str]:
+    """The names of a comma list, in its order; ValueError unless each is in ``known``."""
+    names = comma_list(text)
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ValueError(f"unknown {what} {', '.join(unknown) or '(none given)'}; "
+                         f"choose from {', '.join(known)}")
+    return names
+
+
+def names_type(known: Sequence[str], what: str) -> Callable[[str], list[str]]:
+    """An argparse ``type`` for a comma list of names from ``known``."""
+    def parse(text: str) -> list[str]:
+        try:
+            return known_names(text, known, what)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
+
+
 def chosen_targets(text: str | None) -> list[str]:
     if text is None:
         return list(TARGETS)
-    names = comma_list(text)
-    unknown = [n for n in names if n not in TARGETS]
-    if unknown or not names:
-        raise ValueError(f"unknown target {', '.join(unknown) or '(none given)'}; "
-                         f"choose from {', '.join(TARGETS)}")
+    names = known_names(text, TARGETS, "target")
     return [t for t in TARGETS if t in names]
 
 
@@ -75,16 +94,61 @@ def main(args: argparse.Namespace) -> int:
         return 2
     missing = missing_tools(plan)
     if missing:
-        print(f"geojson-api bench: not found: {', '.join(missing)} (pip install -e "
-              "'.[bench]'; apt-get install nginx-light redis-server wrk)", file=sys.stderr)
+        print(f"geojson-api bench: not found: {', '.join(missing)} (pip install "
+              "'geojson-api[bench]'; apt-get install nginx-light redis-server wrk)",
+              file=sys.stderr)
         return 1
+    return exit_code("geojson-api bench", lambda: run(plan))
+
+
+def exit_code(prog: str, work: Callable[[], int]) -> int:
+    """``work()``'s exit code, 1 when it raised LabError, 130 when interrupted (Ctrl-C,
+    SIGTERM, SIGHUP), each with a one-line message. ``work`` stops what it started."""
     install_signal_handlers()
     try:
-        return run(plan)
+        return work()
     except LabError as exc:
-        print(f"geojson-api bench: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Interrupted) as exc:
-        print(f"geojson-api bench: interrupted ({exc or 'SIGINT'}); every process it started "
+        print(f"{prog}: interrupted ({str(exc) or 'SIGINT'}); every process it started "
               "is stopped", file=sys.stderr)
         return 130
+
+
+# -- the benchmark scripts of loadtest/ ------------------------------------------------------
+
+QUICK_RUNS = (3, 1)  # seconds per run, rounds: what --quick means to a script
+
+
+def at_least_one(text: str) -> int:
+    """An argparse ``type``: a whole number, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def add_run_options(parser: argparse.ArgumentParser, full: tuple[int, int], *, runs_of: str,
+                    results: Path, quick: str) -> None:
+    """A script's ``--duration`` and ``--rounds`` (defaults ``full``: seconds per wrk run,
+    rounds; :data:`QUICK_RUNS` with ``--quick``), ``--out`` and ``--quick``."""
+    parser.add_argument("--duration", type=at_least_one, metavar="SECONDS",
+                        help=f"seconds per wrk run (default {full[0]}, {QUICK_RUNS[0]} with "
+                             "--quick)")
+    parser.add_argument("--rounds", type=at_least_one, metavar="N",
+                        help=f"runs per {runs_of} (default {full[1]}, {QUICK_RUNS[1]} with "
+                             "--quick)")
+    parser.add_argument("--out", type=Path, default=results, metavar="DIR",
+                        help="folder for the JSON and Markdown results (default: "
+                             "results/ beside the script)")
+    parser.add_argument("--quick", action="store_true", help=quick)
+
+
+def run_length(args: argparse.Namespace, full: tuple[int, int]) -> tuple[int, int]:
+    """(seconds per run, rounds) that the options of :func:`add_run_options` ask for."""
+    seconds, rounds = QUICK_RUNS if args.quick else full
+    return args.duration or seconds, args.rounds or rounds

@@ -7,7 +7,7 @@ file (``--json-file``) holds one entry per (request type, name) with a
 histogram of response times (ms, rounded by Locust to two significant digits
 above 100 ms); its ``_failures.csv`` the error messages. Requests still in
 flight when the run stopped are entries of request type ``UNFINISHED`` (see
-loadtest/locustfile.py).
+files/locustfile.py).
 
 Latency is computed over the completed requests *and* those in flight, the
 latter at the time they had run so far: a lower bound. A figure is marked as a

@@ -33,7 +33,7 @@ class Profile:
     """What the simulated users request, and how long a full run measures it."""
 
     name: str
-    user_class: str  # in loadtest/locustfile.py
+    user_class: str  # in files/locustfile.py
     locust_args: tuple[str, ...]
     measure: int  # seconds measured in the full matrix
     dataset: str | None = None  # the one file wrk can request

@@ -2,15 +2,19 @@
 
 Every long-running process is registered with a :class:`Supervisor` before
 anything can fail, and :meth:`Supervisor.stop_all` stops all of them whatever
-happened (an error, Ctrl-C, SIGTERM): SIGTERM, a bounded wait, then SIGKILL of
-leftovers, always by PID and never by name. Children also get
-``PR_SET_PDEATHSIG``, so Linux signals them should the lab itself be killed.
+happened (an error, Ctrl-C, SIGTERM): each child's stop signal (SIGTERM unless
+it needs another, e.g. SIGINT for PostgreSQL's fast shutdown) in reverse order
+of start, a bounded wait, then SIGKILL of leftovers, always by PID and never by
+name. Children also get ``PR_SET_PDEATHSIG``, so Linux signals them should the
+lab itself be killed. A child may run as another user (``user=``, e.g. a
+database that refuses root).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import pwd
 import signal
 import subprocess
 import sys
@@ -19,19 +23,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Protocol
+from typing import Any, Protocol
 
 import psutil
 
+from ..errors import Interrupted as Interrupted
 from . import LabError
 
 _LIBC = ctypes.CDLL(None, use_errno=True)
 _PR_SET_PDEATHSIG = 1
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-class Interrupted(Exception):
-    """SIGTERM or SIGHUP arrived; raised in the main thread so that cleanup runs."""
 
 
 def die_with_parent() -> None:
@@ -46,14 +47,20 @@ def interrupt_with_parent() -> None:
 
 
 def spawn(argv: Sequence[str], log: Path, env: dict[str, str] | None = None,
-          on_parent_death: Callable[[], None] = die_with_parent,
-          ) -> subprocess.Popen[bytes]:
-    """Start a child in its own process group (a terminal's Ctrl-C reaches only the lab)."""
+          on_parent_death: Callable[[], None] = die_with_parent, *,
+          user: str | None = None) -> subprocess.Popen[bytes]:
+    """Start a child in its own process group (a terminal's Ctrl-C reaches only the lab),
+    as ``user`` with that user's group when given."""
     with open(log, "ab") as out:  # append: nginx also writes its error log there
         return subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             env=env, process_group=0, preexec_fn=on_parent_death,
+            user=user, group=_group_of(user), extra_groups=[] if user else None,
         )
+
+
+def _group_of(user: str | None) -> int | None:
+    return None if user is None else pwd.getpwnam(user).pw_gid
 
 
 def log_tail(log: Path, lines: int = 15) -> str:
@@ -86,6 +93,7 @@ class Child:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
+    stop_signal: signal.Signals = signal.SIGTERM
 
     @property
     def pid(self) -> int:
@@ -143,10 +151,13 @@ class Supervisor:
         self.groups: list[Group] = []
         # Workers seen so far: if a master dies first, its orphans are still ours to stop.
         self.descendants: set[psutil.Process] = set()
+        # Run once every process has stopped, e.g. to remove a folder they wrote into.
+        self.cleanups: list[Callable[[], None]] = []
 
     def start(self, name: str, argv: Sequence[str], log: Path,
-              env: dict[str, str] | None = None) -> Child:
-        child = Child(name, spawn(argv, log, env), log)
+              env: dict[str, str] | None = None, *, user: str | None = None,
+              stop_signal: signal.Signals = signal.SIGTERM) -> Child:
+        child = Child(name, spawn(argv, log, env, user=user), log, stop_signal)
         self.children.append(child)  # registered before anything can fail
         return child
 
@@ -162,8 +173,8 @@ class Supervisor:
             group.remember_descendants()
 
     def stop_all(self, timeout: float = 45.0) -> None:
-        """Stop every group, then SIGTERM every child (graceful stop), wait, and SIGKILL
-        leftovers and orphaned descendants by PID."""
+        """Stop every group, then send every child its stop signal (a graceful stop),
+        wait, SIGKILL leftovers and orphaned descendants by PID, and run the cleanups."""
         with signals_blocked():
             for group in self.groups:
                 group.stop()
@@ -173,12 +184,15 @@ class Supervisor:
                 # psutil refuses to signal a PID that was reused by another process.
                 with contextlib.suppress(psutil.Error):
                     process.kill()
+            for cleanup in self.cleanups:
+                cleanup()
 
     def _terminate_children(self, timeout: float) -> None:
-        running_children = [c for c in self.children if c.alive()]
+        # Latest first: clients stop before the database they were started after.
+        running_children = [c for c in reversed(self.children) if c.alive()]
         for child in running_children:
             with contextlib.suppress(ProcessLookupError):
-                child.popen.send_signal(signal.SIGTERM)
+                child.popen.send_signal(child.stop_signal)
         deadline = time.monotonic() + timeout
         for child in running_children:
             try:
@@ -190,11 +204,33 @@ class Supervisor:
                 child.popen.wait()
 
 
+@contextlib.contextmanager
+def supervised(meta: dict[str, Any], then: Callable[[], None]) -> Iterator[Supervisor]:
+    """A :class:`Supervisor` for the block. Whatever ends it, every process it started is
+    stopped, then ``then()`` runs (it reports what was done). ``meta`` says whether the
+    block completed (``complete``) and if not why (``error``: the first line of the
+    LabError that ended it, or an interruption)."""
+    meta.update(complete=False, error="interrupted before the end")
+    supervisor = Supervisor()
+    try:
+        yield supervisor
+        meta.update(complete=True, error=None)
+    except LabError as exc:
+        meta["error"] = str(exc).splitlines()[0]
+        raise
+    finally:
+        supervisor.stop_all()
+        then()
+
+
 def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
     raise Interrupted(signal.Signals(signum).name)
 
 
 def install_signal_handlers() -> None:
-    """SIGTERM and SIGHUP raise :class:`Interrupted` (SIGINT raises KeyboardInterrupt)."""
+    """SIGTERM and SIGHUP raise :class:`Interrupted`, SIGINT raises KeyboardInterrupt."""
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _raise_interrupted)
+    # A shell without job control starts background jobs with SIGINT ignored; stop on
+    # SIGINT all the same, so that `kill -INT` cleans up like Ctrl-C.
+    signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +25,15 @@ from . import study
 from .graphs import write_graphs
 from .matrix import TARGETS
 from .results import CSV_FIELDS, RunResult, csv_row
+from .tables import factor, fmt, mb, pct, table
 
 MB = 1e6
 GB = 1e9
 
 TARGET_NOTES = {
     "devserver": "the study's baseline: a naive Flask app reading the whole file per request "
-                 "(`loadtest/baseline_app.py`) on `flask run`, the Werkzeug development "
-                 "server (one thread per connection)",
+                 "(`geojson_api/lab/files/baseline_app.py`) on `flask run`, the Werkzeug "
+                 "development server (one thread per connection)",
     "gunicorn": "our app alone: `geojson-api serve`, Gunicorn with the checked-in config "
                 "(gthread, 2 x cores + 1 workers, sendfile, the delivery fast lane)",
     "stack": "our full stack: `geojson-api stack up --instances 2 --offload nginx`, Nginx in "
@@ -85,30 +86,6 @@ METHOD = """\
 
 # -- formatting -----------------------------------------------------------------------------
 
-def fmt(value: float | None) -> str:
-    """Three significant figures or so, thousands separated; '-' when unknown."""
-    if value is None:
-        return "-"
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    if abs(value) >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
-def pct(fraction: float | None) -> str:
-    if fraction is None:
-        return "-"
-    return "0 %" if fraction == 0 else f"{100 * fraction:.1f} %"
-
-
-def factor(better: float | None, worse: float | None) -> str:
-    """How many times ``better`` beats ``worse``, both in "bigger is better" units."""
-    if not better or not worse:
-        return "-"
-    return f"{better / worse:,.1f}x"
-
-
 def latency(result: RunResult | None, key: str) -> str:
     """A latency figure of a row, "≥" when it is a lower bound."""
     if result is None:
@@ -116,18 +93,6 @@ def latency(result: RunResult | None, key: str) -> str:
     value = getattr(result, f"{key}_ms")
     bound = "≥ " if key in result.censored and value is not None else ""
     return bound + fmt(value)
-
-
-def mb(value: float) -> str:
-    return fmt(value / MB)
-
-
-def table(header: Sequence[str], rows: Iterable[Sequence[str]], text_columns: int = 1) -> str:
-    """A Markdown table: the first ``text_columns`` left-aligned, numbers right-aligned."""
-    align = ["---" if i < text_columns else "---:" for i in range(len(header))]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 # -- finding rows ---------------------------------------------------------------------------

@@ -21,14 +21,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..sample import write_samples
 from . import LabError
 from .locustrun import locust_command, read_result
 from .machine import machine_info
 from .matrix import PROFILES, Scenario, estimate_seconds
-from .procs import Supervisor, log_tail
+from .procs import Supervisor, log_tail, supervised
 from .report import write_report
 from .results import Context, RunResult, from_locust, from_wrk
 from .stacktarget import start_stack
@@ -36,17 +36,18 @@ from .targets import (
     Target,
     devserver,
     gunicorn_server,
-    loadtest_dir,
+    lab_file,
     start_nginx,
     start_python,
     wait_until_quiet,
     warm_up,
 )
 from .watch import Guard, Watched, run_client
-from .wrk import parse_wrk, wrk_command
+from .wrk import checked_output, parse_wrk, wrk_command
 
 DATASETS = ("small", "medium", "large")
 CLIENT_GRACE = 60.0  # seconds a client may run past its planned time before it is an error
+T = TypeVar("T")
 
 
 @dataclass
@@ -91,11 +92,22 @@ def missing_tools(plan: Plan) -> list[str]:
     needed = ["locust", "matplotlib"]
     if any(s.client == "wrk" for s in plan.scenarios):
         needed.append("wrk")
-    if {"nginx", "stack"} & set(plan.targets):
+    return missing([*needed, *servers_needed(plan.targets)])
+
+
+def servers_needed(targets: Sequence[str]) -> list[str]:
+    """The programs the ``nginx`` and ``stack`` targets run."""
+    needed = []
+    if {"nginx", "stack"} & set(targets):
         needed.append("nginx")
-    if "stack" in plan.targets:
+    if "stack" in targets:
         needed.append("redis-server")
-    return [t for t in needed if not _available(t)]
+    return needed
+
+
+def missing(tools: Sequence[str]) -> list[str]:
+    """Those of ``tools`` (programs, or Python modules: locust, matplotlib) not found."""
+    return [t for t in tools if not _available(t)]
 
 
 def _available(tool: str) -> bool:
@@ -112,9 +124,10 @@ def make_data(plan: Plan, workdir: Path) -> Path:
     return workdir / "data"
 
 
-def dataset_sizes(data_dir: Path) -> dict[str, int]:
+def dataset_sizes(data_dir: Path, names: Sequence[str] = DATASETS) -> dict[str, int]:
+    """Bytes of each dataset's file; LabError when one is missing."""
     sizes = {}
-    for name in DATASETS:
+    for name in names:
         path = data_dir / f"{name}.geojson"
         if not path.is_file():
             raise LabError(f"{path} is missing (make it with: geojson-api sample DIR)")
@@ -139,13 +152,14 @@ STARTERS: dict[str, Starter] = {"devserver": _start_devserver, "gunicorn": _star
                                 "stack": start_stack, "nginx": start_nginx}
 
 
-def start_targets(supervisor: Supervisor, plan: Plan, workdir: Path,
-                  data: Path) -> list[Target]:
-    """Start every target, one after the other (the first app prepares the datasets)."""
+def start_targets(supervisor: Supervisor, names: Sequence[str],
+                  start: Callable[[str], Target]) -> list[Target]:
+    """Start every target, one after the other (the first app prepares the datasets),
+    with ``start(name)``."""
     targets = []
-    for name in plan.targets:
+    for name in names:
         print(f"starting {name} ...", flush=True)
-        target = STARTERS[name](supervisor, workdir, data, plan.start_timeout)
+        target = start(name)
         supervisor.remember_descendants()
         print(f"  {name}: {target.server.describe()}, {target.base_url}, "
               f"ready in {target.startup_seconds:.1f} s", flush=True)
@@ -192,10 +206,7 @@ def _client_argv(lab: Lab, target: Target, scenario: Scenario, prefix: Path) -> 
 
 def _wrk_result(scenario: Scenario, context: Context, log: Path,
                 watched: Watched) -> RunResult:
-    text = log.read_text(errors="replace")
-    if watched.returncode != 0 and not watched.stopped_by_guard:
-        raise LabError(f"wrk exited with code {watched.returncode}: {text.strip()[-500:]}")
-    return from_wrk(scenario, context, parse_wrk(text), watched)
+    return from_wrk(scenario, context, parse_wrk(checked_output(log, watched)), watched)
 
 
 def _locust_result(scenario: Scenario, context: Context, prefix: Path, log: Path,
@@ -246,9 +257,17 @@ def schedule(scenarios: Sequence[Scenario], targets: Sequence[Target]
     order = []
     for block, scenario in enumerate(scenarios):
         able = [t for t in targets if scenario.runs_on(t.has_api)]
-        shift = block % len(able) if able else 0
-        order += [(scenario, t) for t in able[shift:] + able[:shift]]
+        order += [(scenario, t) for t in rotated(able, block)]
     return order
+
+
+def rotated(items: Sequence[T], shift: int) -> list[T]:
+    """``items`` starting at ``shift`` (modulo their number), the ones before it last:
+    the order of the targets in the ``shift``-th block of runs."""
+    if not items:
+        return []
+    shift %= len(items)
+    return [*items[shift:], *items[:shift]]
 
 
 def cool_down(lab: Lab, target: Target) -> None:
@@ -282,7 +301,7 @@ def plan_record(plan: Plan) -> dict[str, Any]:
 
 
 def _setup(plan: Plan, workdir: Path, meta: dict[str, Any]) -> tuple[Lab, Path]:
-    lab = Lab(plan, plan.out / "raw", loadtest_dir() / "locustfile.py",
+    lab = Lab(plan, plan.out / "raw", lab_file("locustfile.py"),
               Guard(plan.max_target_rss))
     lab.raw.mkdir(parents=True, exist_ok=True)
     data = make_data(plan, workdir)
@@ -293,7 +312,8 @@ def _setup(plan: Plan, workdir: Path, meta: dict[str, Any]) -> tuple[Lab, Path]:
 def execute(plan: Plan, supervisor: Supervisor, workdir: Path, meta: dict[str, Any],
             results: list[RunResult]) -> None:
     lab, data = _setup(plan, workdir, meta)
-    targets = start_targets(supervisor, plan, workdir, data)
+    targets = start_targets(supervisor, plan.targets, lambda name: STARTERS[name](
+        supervisor, workdir, data, plan.start_timeout))
     meta["targets"] = [target_record(t) for t in targets]
     check_targets(targets, data)
     estimate = estimate_seconds(plan.scenarios, len(targets), overhead=plan.pause + 2.0)
@@ -305,21 +325,16 @@ def execute(plan: Plan, supervisor: Supervisor, workdir: Path, meta: dict[str, A
 def run(plan: Plan) -> int:
     """Everything started is stopped, and the runs done are reported, whatever happens."""
     started = time.monotonic()
-    meta: dict[str, Any] = {"machine": machine_info(), "plan": plan_record(plan),
-                            "complete": False, "error": "interrupted before the end"}
+    meta: dict[str, Any] = {"machine": machine_info(), "plan": plan_record(plan)}
     results: list[RunResult] = []
-    supervisor = Supervisor()
-    with tempfile.TemporaryDirectory(prefix="geojson-api-bench-") as tmp:
-        try:
-            execute(plan, supervisor, Path(tmp), meta, results)
-            meta.update(complete=True, error=None)
-        except LabError as exc:
-            meta["error"] = str(exc).splitlines()[0]
-            raise
-        finally:
-            supervisor.stop_all()
-            meta["wall_seconds"] = round(time.monotonic() - started, 1)
-            if results:
-                paths = write_report(plan.out, meta, results)
-                print("report: " + ", ".join(str(p) for p in paths), flush=True)
+
+    def report() -> None:
+        meta["wall_seconds"] = round(time.monotonic() - started, 1)
+        if results:
+            paths = write_report(plan.out, meta, results)
+            print("report: " + ", ".join(str(p) for p in paths), flush=True)
+
+    with (tempfile.TemporaryDirectory(prefix="geojson-api-bench-") as tmp,
+          supervised(meta, report) as supervisor):
+        execute(plan, supervisor, Path(tmp), meta, results)
     return 0

@@ -13,10 +13,22 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import psutil
 
 from . import LabError
+from .procs import running
+
+
+class Sampled(Protocol):
+    """Something whose process trees can be sampled: a server under test."""
+
+    name: str
+
+    def tree_roots(self) -> list[psutil.Process]:
+        """The roots of its process trees; fails if a part has exited."""
+        ...
 
 
 @dataclass
@@ -65,6 +77,28 @@ def sample_tree(roots: Sequence[psutil.Process]) -> TreeSample:
             cpu += cpu_member
             root_of[process.pid] = root.pid
     return TreeSample(time.monotonic(), cpu, rss, root_of)
+
+
+def tree_pss(roots: Sequence[psutil.Process]) -> int | None:
+    """Proportional set size of the whole trees (bytes): pages shared by several processes
+    (mapped files, PostgreSQL's shared buffers, copy-on-write pages of forked workers)
+    are split among them instead of counted in each. It reads every process's smaps,
+    which is slow, so it is taken once after a run, not at every sample. None where the
+    kernel does not tell."""
+    total = 0
+    for root in roots:
+        try:
+            processes = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for process in processes:
+            try:
+                total += int(process.memory_full_info().pss)
+            except (psutil.Error, AttributeError):
+                if not running(process):
+                    continue  # exited meanwhile
+                return None
+    return total
 
 
 @dataclass

@@ -4,10 +4,14 @@
   no access log): what this machine can do at all, the limit.
 - ``geojson-api serve`` (Gunicorn) with any extra arguments (worker class ...).
 - ``bare``: the same Gunicorn config around a do-nothing WSGI app
-  (``loadtest/bare_wsgi.py``).
+  (``files/bare_wsgi.py``).
 - ``devserver``: the study's baseline, a naive Flask app reading the whole file
-  per request (``loadtest/baseline_app.py``) on the Flask development server.
+  per request (``files/baseline_app.py``) on the Flask development server.
 - ``stack``: see :mod:`.stacktarget`.
+
+The lab's own files (those two apps and the Locust users, ``files/locustfile.py``)
+are package data under ``geojson_api/lab/files/``: :func:`lab_file` finds them in
+the installed package, so the lab runs from a wheel as from a checkout.
 
 Each start function registers its process with the :class:`~.procs.Supervisor`
 before waiting for it, so it is stopped whatever happens next.
@@ -31,23 +35,26 @@ import psutil
 from ..stack import free_ports
 from . import LabError
 from .procs import Child, Supervisor
-from .sampling import sample_tree
+from .sampling import Sampled, sample_tree
 
 HOST = "127.0.0.1"
 # The app's access log is off for every target, like the static nginx's.
 QUIET_APP_ENV = {"GEOJSON_API_ACCESS_LOG": ""}
+# Package data (pyproject: [tool.setuptools.package-data]), beside this module.
+FILES = Path(__file__).resolve().with_name("files")
 
 
 def free_port() -> int:
     return free_ports(1, exclude=set())[0]
 
 
-def loadtest_dir() -> Path:
-    """The checkout's ``loadtest/`` folder (locustfile, baseline and bare apps)."""
-    path = Path(__file__).resolve().parents[3] / "loadtest"
-    if not path.is_dir():
-        raise LabError(f"{path} not found: the lab runs from a source checkout "
-                       "(pip install -e '.[bench]')")
+def lab_file(name: str) -> Path:
+    """One of the lab's own files (``locustfile.py``, ``baseline_app.py``,
+    ``bare_wsgi.py``), from the installed package."""
+    path = FILES / name
+    if not path.is_file():
+        raise LabError(f"{path} is missing: the geojson-api package is incomplete "
+                       "(reinstall it with pip install 'geojson-api[bench]')")
     return path
 
 
@@ -224,12 +231,12 @@ def bare_command(port: int, extra: Sequence[str] = ()) -> list[str]:
     """Gunicorn with our config (gthread) around the do-nothing app of ``bare_wsgi.py``."""
     return [sys.executable, "-m", "gunicorn", "-c", "python:geojson_api.gunicorn_conf",
             "--bind", f"{HOST}:{port}", "--worker-class", "gthread",
-            "--pythonpath", str(loadtest_dir()), *extra, "bare_wsgi:app"]
+            "--pythonpath", str(lab_file("bare_wsgi.py").parent), *extra, "bare_wsgi:app"]
 
 
 def devserver_command(port: int) -> list[str]:
     """``flask run``: the development server, threaded (its default), no reloader."""
-    app = loadtest_dir() / "baseline_app.py"
+    app = lab_file("baseline_app.py")
     return [sys.executable, "-m", "flask", "--app", str(app), "run", "--host", HOST,
             "--port", str(port), "--no-reload", "--no-debugger"]
 
@@ -287,7 +294,7 @@ def warm_up(target: Target, data_dir: Path, datasets: Iterable[str]) -> None:
             raise LabError(f"{target.name}: GET /api/datasets gave status {status}")
 
 
-def busy_cores(targets: Sequence[Target], seconds: float) -> dict[str, float]:
+def busy_cores(targets: Sequence[Sampled], seconds: float) -> dict[str, float]:
     """Cores each target's process tree used over the next ``seconds``."""
     before = [sample_tree(t.tree_roots()).cpu_seconds for t in targets]
     time.sleep(seconds)
@@ -295,7 +302,7 @@ def busy_cores(targets: Sequence[Target], seconds: float) -> dict[str, float]:
     return {t.name: (b - a) / seconds for t, a, b in zip(targets, before, after, strict=True)}
 
 
-def wait_until_quiet(targets: Sequence[Target], limit: float = 30.0,
+def wait_until_quiet(targets: Sequence[Sampled], limit: float = 30.0,
                      max_cores: float = 0.05, step: float = 1.0) -> float:
     """Wait (bounded) until no target burns CPU, e.g. after start-up work or a run
     whose downloads are still draining; returns the seconds waited."""

@@ -68,6 +68,11 @@ class Watched:
     def target_cpu_seconds(self) -> float:
         return self.samples[-1].cpu_seconds - self.idle.cpu_seconds if self.samples else 0.0
 
+    def series(self) -> list[tuple[float, int, float]]:
+        """Every sample as (seconds since idle, RSS bytes, CPU seconds since idle)."""
+        return [(round(s.at - self.idle.at, 3), s.total_rss,
+                 round(s.cpu_seconds - self.idle.cpu_seconds, 3)) for s in self.samples]
+
     @property
     def other_cpu_seconds(self) -> float:
         """CPU used meanwhile by anything but the target, the client and the lab: other

@@ -1,19 +1,32 @@
-"""wrk, the closed-loop load generator: its command line and its output in plain units.
+"""wrk, the closed-loop load generator: its command line, one run, its output in plain units.
 
 wrk keeps every connection busy (no think time), so it measures the highest
 rate a server sustains, where a Locust client would be the bottleneck first.
 Units: ms, bytes, MB/s with MB = 10^6 bytes (wrk prints binary units).
+
+:func:`run_wrk` is one run while the target's process trees are sampled (the
+loadtest/ scripts use it; ``geojson-api bench`` drives wrk through
+:func:`.watch.run_client` with its memory guard and checks the exit with
+:func:`checked_output`).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
 
 from . import LabError
+from .watch import Watched, run_client
 
 WRK_THREADS = 2
 WRK_TIMEOUT = "30s"
+SAMPLE_INTERVAL = 0.2  # seconds between two samples of the target's trees in run_wrk
 MB = 1e6
 
 _TIME_TO_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
@@ -90,6 +103,49 @@ def parse_wrk(text: str) -> WrkStats:
     )
 
 
-def wrk_command(url: str, connections: int, duration: int) -> list[str]:
+def wrk_command(url: str, connections: int, duration: int, *, timeout: str = WRK_TIMEOUT,
+                script: Path | None = None, script_args: Sequence[str] = ()) -> list[str]:
+    """``wrk -t2 -c<connections> -d<duration>s --timeout <timeout> --latency``, with a Lua
+    script (its arguments go after ``--``) when given."""
+    lua = ["-s", str(script)] if script else []
+    rest = ["--", *script_args] if script_args else []
     return ["wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{duration}s",
-            "--timeout", WRK_TIMEOUT, "--latency", url]
+            "--timeout", timeout, "--latency", *lua, url, *rest]
+
+
+def checked_output(log: Path, watched: Watched) -> str:
+    """What wrk wrote into ``log``; LabError when it failed, unless the memory guard
+    stopped it."""
+    text = log.read_text(errors="replace")
+    if watched.returncode != 0 and not watched.stopped_by_guard:
+        reason = "could not connect" if "unable to connect" in text else "failed"
+        raise LabError(f"wrk {reason} (exit code {watched.returncode}): {text.strip()[-500:]}")
+    return text
+
+
+@dataclass
+class WrkRun:
+    """One wrk run: its command and output, what it measured, and what the target's
+    trees (and wrk itself, and the machine) did meanwhile."""
+
+    command: list[str]
+    output: str
+    stats: WrkStats
+    watched: Watched
+    loadavg_before: tuple[float, float, float]
+
+
+def run_wrk(command: Sequence[str], roots: Sequence[psutil.Process], limit: float, *,
+            target: str, interval: float = SAMPLE_INTERVAL) -> WrkRun:
+    """Run wrk to its end (at most ``limit`` seconds) while sampling ``roots``, the trees
+    of ``target``; LabError when wrk fails or cannot connect at all. wrk is always
+    reaped."""
+    loadavg = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="wrk-") as tmp:
+        log = Path(tmp) / "wrk.log"
+        watched = run_client(command, log, roots, limit, interval)
+        text = checked_output(log, watched)
+    stats = parse_wrk(text)
+    if stats.requests == 0 and stats.socket_errors["connect"] > 0:
+        raise LabError(f"wrk could not connect to {target}:\n{text}")
+    return WrkRun(list(command), text, stats, watched, loadavg)

@@ -1,11 +1,15 @@
 """The study's users as Locust code. Runs against any base URL.
 
-    locust -f loadtest/locustfile.py --host http://127.0.0.1:8000 StudyUser
-    locust -f loadtest/locustfile.py --headless -u 50 -r 25 -t 1m \\
+    locust -f src/geojson_api/lab/files/locustfile.py --host http://127.0.0.1:8000 StudyUser
+    locust -f src/geojson_api/lab/files/locustfile.py --headless -u 50 -r 25 -t 1m \\
         --host http://127.0.0.1:8000 StudyUser --mix large
 
-``geojson-api bench`` runs it the same way, one Locust process per scenario
-(see docs/benchmarks.md, "Load-test lab").
+(in a checkout; an installed package has it at ``geojson_api/lab/files/locustfile.py``,
+which ``geojson_api.lab.targets.lab_file("locustfile.py")`` returns). ``geojson-api
+bench`` runs it the same way, one Locust process per scenario (see
+docs/benchmarks.md, "Load-test lab"). It is package data, not a module of the
+package: importing Locust patches the standard library with gevent, so nothing
+imports this file but Locust itself.
 
 Users
 -----
@@ -49,9 +53,10 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gevent import GreenletExit
 from locust import FastHttpUser, between, events, task
@@ -60,9 +65,11 @@ CHUNK = 1 << 20
 SIZES = ("small", "medium", "large")
 MIXES = {"mixed": (10, 3, 1), "small": (1, 0, 0), "medium": (0, 1, 0), "large": (0, 0, 1)}
 UNFINISHED = "UNFINISHED"
+T = TypeVar("T")
 
 
-@events.init_command_line_parser.add_listener
+# Locust's EventHook.add_listener has no annotations.
+@events.init_command_line_parser.add_listener  # type: ignore[untyped-decorator]
 def add_options(parser: Any) -> None:
     parser.add_argument("--mix", choices=sorted(MIXES), default="mixed",
                         help="StudyUser: which datasets, mixed = small:medium:large 10:3:1")
@@ -77,7 +84,7 @@ def add_options(parser: Any) -> None:
                              "seconds) to this JSON file when the test stops")
 
 
-@events.test_stop.add_listener
+@events.test_stop.add_listener  # type: ignore[untyped-decorator]
 def write_window(environment: Any, **_kwargs: Any) -> None:
     """The statistics cover [reset, stop]: Locust's JSON has no such totals."""
     path = getattr(environment.parsed_options, "window_file", "")
@@ -125,6 +132,20 @@ class LabUser(FastHttpUser):
                 response_length=received.bytes)
             raise
 
+    def get_one(self, choices: Sequence[str], prefix: str, name: str) -> None:
+        """GET ``prefix`` + one of ``choices`` as statistic ``name``; nothing without any."""
+        if choices:
+            self.client.get(prefix + random.choice(choices), name=name, headers=self.headers)
+
+    def read(self, path: str, name: str, parse: Callable[[Any], T]) -> T | None:
+        """GET a small JSON answer as statistic ``name``: ``parse``'s result (it marks a
+        bad answer failed), or None when the request itself failed."""
+        with self.client.get(path, name=name, headers=self.headers,
+                             catch_response=True) as response:
+            if response.request_meta["exception"] is None:
+                return parse(response)
+        return None
+
 
 def read_body(response: Any, received: Received) -> None:
     """Read and drop the body; a short or broken body marks the request failed."""
@@ -167,17 +188,13 @@ class DatasetApiUser(LabUser):
 
     @task(1)
     def listing(self) -> None:
-        with self.client.get("/api/datasets", name="/api/datasets", headers=self.headers,
-                             catch_response=True) as response:
-            if response.request_meta["exception"] is None:
-                self.names = listed_names(response)
+        names = self.read("/api/datasets", "/api/datasets", listed_names)
+        if names is not None:
+            self.names = names
 
     @task(3)
     def metadata(self) -> None:
-        if self.names:
-            name = random.choice(self.names)
-            self.client.get(f"/api/datasets/{name}", name="/api/datasets/<name>",
-                            headers=self.headers)
+        self.get_one(self.names, "/api/datasets/", "/api/datasets/<name>")
 
 
 def listed_names(response: Any) -> tuple[str, ...]:
@@ -206,27 +223,21 @@ class FeatureQueryUser(LabUser):
     def on_start(self) -> None:
         super().on_start()
         self.collection = option(self, "collection", "large")
-        self.extent = (-180.0, -90.0, 180.0, 90.0)
-        with self.client.get(f"/collections/{self.collection}", name="/collections/<id>",
-                             headers=self.headers, catch_response=True) as response:
-            if response.request_meta["exception"] is None:
-                self.extent = collection_extent(response) or self.extent
+        extent = self.read(f"/collections/{self.collection}", "/collections/<id>",
+                           collection_extent)
+        self.extent = extent or (-180.0, -90.0, 180.0, 90.0)
 
     @task(4)
     def in_view(self) -> None:
         bbox = ",".join(f"{v:.6f}" for v in map_box(self.extent, random.random))
         path = f"/collections/{self.collection}/items?bbox={bbox}&limit=100"
-        with self.client.get(path, name="items?bbox&limit=100", headers=self.headers,
-                             catch_response=True) as response:
-            if response.request_meta["exception"] is None:
-                self.box_ids = page_ids(response)
+        ids = self.read(path, "items?bbox&limit=100", page_ids)
+        if ids is not None:
+            self.box_ids = ids
 
     @task(1)
     def one_feature(self) -> None:
-        if self.box_ids:
-            feature_id = random.choice(self.box_ids)
-            self.client.get(f"/collections/{self.collection}/items/{feature_id}",
-                            name="items/<id>", headers=self.headers)
+        self.get_one(self.box_ids, f"/collections/{self.collection}/items/", "items/<id>")
 
 
 def collection_extent(response: Any) -> tuple[float, float, float, float] | None:

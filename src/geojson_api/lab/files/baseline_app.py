@@ -4,9 +4,10 @@ This mirrors the API the study measured before its production architecture:
 each request for ``/geojson/<name>`` opens ``<data>/<name>.geojson``, reads the
 whole file into memory and returns it. No streaming, no caching, no ETag, no
 worker processes: the development server's one thread per connection. It is a
-benchmark fixture, not a server to deploy. ``geojson-api bench`` starts it as
+benchmark fixture, not a server to deploy. ``geojson-api bench`` starts it from the
+installed package (``geojson_api/lab/files/``) as
 
-    BASELINE_DATA_DIR=DIR python -m flask --app loadtest/baseline_app.py run \\
+    BASELINE_DATA_DIR=DIR python -m flask --app .../lab/files/baseline_app.py run \\
         --host 127.0.0.1 --port PORT --no-reload --no-debugger
 
 The one liberty taken: names go through ``safe_join``, which costs nothing

@@ -3,9 +3,10 @@
 It answers ``GET /geojson/<name>`` with the bytes of ``<data>/<name>.geojson``
 held in memory, and does nothing else: no framework, no validation, no
 conditional requests. ``loadtest/wholefile.py --targets ...,bare`` runs it
-beside the real app, so the report shows how much of the small-file cost is
-Gunicorn's own request cycle and how much is ours. It is a benchmark fixture,
-not a server to deploy.
+beside the real app (``geojson_api.lab.targets.bare_server``, from the installed
+package), so the report shows how much of the small-file cost is Gunicorn's own
+request cycle and how much is ours. It is a benchmark fixture, not a server to
+deploy, and reads its files at import: package data, not a module of the package.
 """
 
 from __future__ import annotations
