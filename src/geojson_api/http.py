@@ -27,6 +27,7 @@ the service's JSON error shape like every other error.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -97,6 +98,7 @@ def accepted_encodings(accept_encoding: str | None) -> list[str]:
 
 
 # -- ETags ----------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4096)  # a few per version, asked for on every download
 def strong_etag(version: str, encoding: str | None = None) -> str:
     """The ETag of a stored file: its version id (a content digest), and its coding."""
     return quote_etag(version if encoding is None else f"{version}.{encoding}")
@@ -139,6 +141,10 @@ def check_preconditions(environ: Environ, etag: str, last_modified: str | None =
     changed since If-Modified-Since. Dates that do not parse, and dates for a
     resource without ``last_modified``, are ignored (RFC 9110 13.1.3, 13.1.4).
     """
+    if ("HTTP_IF_MATCH" not in environ and "HTTP_IF_NONE_MATCH" not in environ
+            and "HTTP_IF_MODIFIED_SINCE" not in environ
+            and "HTTP_IF_UNMODIFIED_SINCE" not in environ):
+        return False  # the common case, on the fast lane's hot path
     if_match = environ.get("HTTP_IF_MATCH")
     if if_match is not None:
         if not _if_match_holds(if_match, etag):
