@@ -29,12 +29,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from . import __version__, extras
 from .catalog import Catalog
 from .errors import InvalidGeoJSON, StackError
-from .scan import scan
+from .scan import plural, scan
 from .settings import (
     UNKNOWN_WARNED,
     Settings,
@@ -125,18 +125,25 @@ def _report_invalid(path: Path, message: str, as_json: bool) -> int:
     return 1
 
 
-def _report_scan(path: Path, info: dict[str, object], as_json: bool) -> int:
+def _report_scan(path: Path, info: dict[str, Any], as_json: bool) -> int:
+    """The scan's findings; exit 0 when the file has no problem, 1 when it has any.
+
+    A file with problems is still published (they are listed in its metadata),
+    but a script that runs ``check`` before publishing learns of them.
+    """
     valid = info["problem_count"] == 0
     if as_json:
         print(json.dumps({"file": str(path), "valid": valid, **info}))
         return 0 if valid else 1
-    print(f"{path}: {info['type']}, {info['features']} features, bbox {info['bbox']}, "
-          f"geometry types {', '.join(info['geometry_types']) or '-'}")  # type: ignore[arg-type]
-    for problem in info["problems"]:  # type: ignore[attr-defined]
+    print(f"{path}: {info['type']}, {plural(info['features'], 'feature')}, bbox {info['bbox']}, "
+          f"geometry types {', '.join(info['geometry_types']) or '-'}")
+    for problem in info["problems"]:
         print(f"  problem: {problem}", file=sys.stderr)
     if not valid:
-        shown = len(info["problems"])  # type: ignore[arg-type]
-        print(f"{path}: {info['problem_count']} problems ({shown} shown)", file=sys.stderr)
+        counts = ", ".join(f"{n} {kind}" for kind, n in info["problem_counts"].items())
+        where = f" in {plural(n, 'feature')}" if (n := info["problem_features"]) else ""
+        print(f"{path}: {plural(info['problem_count'], 'problem')}{where} ({counts}; "
+              f"{len(info['problems'])} shown, features numbered from 0)", file=sys.stderr)
         return 1
     print(f"{path}: valid GeoJSON")
     return 0

@@ -48,7 +48,8 @@ def test_check_feature_problems(tmp_path: Path, capsys: pytest.CaptureFixture[st
                     '"properties":{}}]}')
     assert main(["check", str(path)]) == 1
     err = capsys.readouterr().err
-    assert "feature 0: Polygon: linear ring is not closed" in err and "1 problems" in err
+    assert "feature 0: Polygon: linear ring is not closed" in err
+    assert "1 problem in 1 feature" in err
 
 
 def test_check_missing_file(tmp_path: Path) -> None:
@@ -248,3 +249,79 @@ def test_an_unknown_variable_is_a_warning_naming_the_closest(tmp_path: Path) -> 
     assert result.stderr.splitlines() == [
         "geojson-api: warning: unknown setting GEOJSON_API_LOGLEVEL is ignored (did you mean "
         "GEOJSON_API_LOG_LEVEL?)"]
+# -- check: what it says about data (issue 10) -------------------------------------------
+def _collection(*geometries: object, **top: object) -> bytes:
+    features = [{"type": "Feature", "geometry": g, "properties": {}} for g in geometries]
+    return json.dumps({"type": "FeatureCollection", **top, "features": features}).encode()
+
+
+BOW_TIE = {"type": "Polygon", "coordinates": [[[0, 0], [2, 2], [2, 0], [0, 2], [0, 0]]]}
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (_collection(BOW_TIE), "feature 0: invalid geometry: Self-intersection[1 1]"),
+        (_collection({"type": "Point", "coordinates": [400, 95]}),
+         "feature 0: coordinates outside longitude/latitude range (x 400, y 95)"),
+        (_collection({"type": "Point", "coordinates": [500000, 5000000]}),
+         "projected coordinates"),
+        (_collection({"type": "Point", "coordinates": [1, 2]},
+                     crs={"type": "name", "properties": {"name": "EPSG:2154"}}),
+         'top level: legacy "crs" member (EPSG:2154)'),
+        (_collection({"type": "Circle", "coordinates": [1, 2], "radius": 3}),
+         "feature 0: unknown geometry type 'Circle'"),
+    ],
+    ids=["bow-tie", "out-of-range", "projected", "crs", "circle"],
+)
+def test_check_reports_data_problems_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], data: bytes, expected: str
+) -> None:
+    path = tmp_path / "x.geojson"
+    path.write_bytes(data)
+    assert main(["check", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert f"{path}: FeatureCollection, 1 feature, " in captured.out
+    assert expected in captured.err and "1 problem" in captured.err
+    assert "valid GeoJSON" not in captured.out
+
+
+def test_check_counts_in_plural_and_by_kind(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "x.geojson"
+    far = {"type": "Point", "coordinates": [500000, 5000000]}
+    path.write_bytes(_collection(BOW_TIE, far, far))
+    assert main(["check", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert "3 features" in captured.out
+    assert (f"{path}: 3 problems in 3 features (1 invalid-geometry, 2 out-of-range; 3 shown, "
+            "features numbered from 0)") in captured.err
+    assert main(["check", "--json", str(path)]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["valid"] is False and report["problem_count"] == 3
+    assert report["problem_counts"] == {"invalid-geometry": 1, "out-of-range": 2}
+    assert report["problems"][0].startswith("feature 0: invalid geometry")
+
+
+def test_check_truncated_file_names_the_byte(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "cut.geojson"
+    data = _collection(*[{"type": "Point", "coordinates": [1, 2]}] * 3)
+    path.write_bytes(data[:-5])
+    assert main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    cut = len(data) - 5
+    assert err == f"{path}: invalid: not valid JSON at byte {cut}: unexpected end of file\n"
+    assert main(["check", "--json", str(path)]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["error"] == f"not valid JSON at byte {len(data) - 5}: unexpected end of file"
+
+
+def test_check_clean_file_says_1_feature(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "one.geojson"
+    path.write_bytes(_collection({"type": "Point", "coordinates": [4.8, 45.7]}))
+    assert main(["check", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert ", 1 feature, " in captured.out and "valid GeoJSON" in captured.out
+    assert captured.err == ""

@@ -77,3 +77,14 @@ def test_collection_and_antimeridian_split() -> None:
     assert geometry.intersects(collection, (9, 9, 11, 11))
     assert geometry.split_antimeridian((170, 0, -170, 1)) == [(170, 0, 180.0, 1),
                                                               (-180.0, 0, -170, 1)]
+
+
+def test_unknown_geometry_types_have_no_box_and_touch_nothing() -> None:
+    circle = {"type": "Circle", "coordinates": [10, 10], "radius": 5}
+    assert list(geometry.positions(circle)) == [] and geometry.bounds(circle) is None
+    assert not geometry.intersects(circle, (0, 0, 20, 20))
+    point = {"type": "Point", "coordinates": [1, 1]}
+    collection = {"type": "GeometryCollection", "geometries": [circle, "junk", point]}
+    assert geometry.bounds(collection) == (1, 1, 1, 1)
+    assert not geometry.intersects(collection, (5, 5, 15, 15))
+    assert geometry.bounds({"type": 7, "coordinates": [1, 2]}) is None

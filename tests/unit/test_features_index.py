@@ -216,3 +216,21 @@ def test_leftover_of_a_killed_build_is_removed(tmp_path: Path) -> None:
     leftover.write_bytes(b"half an index")
     sqlite_index.ensure(tmp_path, source, scan(source).as_dict())
     assert not leftover.exists() and (tmp_path / sqlite_index.INDEX_FILE).exists()
+
+
+def test_unknown_geometry_types_are_listed_but_never_in_a_bbox(tmp_path: Path) -> None:
+    circle = {"type": "Feature", "id": 7, "properties": {"n": 0},
+              "geometry": {"type": "Circle", "coordinates": [1, 1], "radius": 5}}
+    mixed = {"type": "Feature", "id": 8, "properties": {"n": 0},
+             "geometry": {"type": "GeometryCollection", "geometries": [
+                 {"type": "Circle", "coordinates": [1, 1]},
+                 {"type": "Point", "coordinates": [3, 3]}]}}
+    index = build(tmp_path, [point(1, 1, id=1), circle, mixed])
+    assert ids_of(index.query(FeatureQuery()).features) == [1, 7, 8]
+    assert index.info()["with_geometry"] == 2  # the circle has no R*Tree row
+    world = index.query(FeatureQuery(boxes=((-180, -90, 180, 90),)))
+    assert sorted(ids_of(world.features)) == [1, 8] and world.number_matched == 2
+    around_the_circle = index.query(FeatureQuery(boxes=((0.5, 0.5, 1.5, 1.5),)))  # edge test too
+    assert ids_of(around_the_circle.features) == [1]
+    assert ids_of(index.query(FeatureQuery(boxes=((0.9, 0.9, 2.0, 2.0),))).features) == [1]
+    assert orjson.loads(index.feature("7") or b"")["geometry"]["type"] == "Circle"

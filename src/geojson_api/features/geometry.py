@@ -1,13 +1,18 @@
-"""Bounding boxes and the exact "does this geometry touch this box" test.
+"""Bounding boxes and a pure-Python "does this geometry touch this box" test.
 
-The spatial index answers "whose bounding box overlaps the query box"; the
-features whose box is not wholly inside the query box are then checked here
-against their real geometry, so a bbox query returns exactly the features
-that intersect the box (boundaries included), as a GIS library would.
+The spatial index (``sqlite_index``) keeps each geometry as GEOS reads it
+(WKB) and asks GEOS, through Shapely, whether the features across a query
+box's edge intersect it. This module serves the geometries GEOS refuses to
+read, which the scan reports but the file still serves (a ring of two
+positions, a position with a measure): their box comes from :func:`bounds`
+and their exact test from :func:`intersects`, on the GeoJSON coordinates,
+with malformed parts skipped. Orientation tests fall back to exact rational
+arithmetic when the floating-point result is too close to zero to trust; a
+property test checks the routine against Shapely.
 
-Pure Python on GeoJSON coordinates: only the few features straddling the
-edge of a query box get here. Orientation tests fall back to exact rational
-arithmetic when the floating-point result is too close to zero to trust.
+A geometry type RFC 7946 does not define (``"Circle"``) has no positions
+here: no box, so no bbox query matches it (members of a collection
+included).
 """
 
 from __future__ import annotations
@@ -26,13 +31,16 @@ _CLOSE_TO_ZERO = 1e-9
 
 
 def positions(geometry: dict[str, Any]) -> Iterator[Position]:
-    """Every position of a GeoJSON geometry (collections included)."""
+    """Every position of a GeoJSON geometry (collections included; unknown types have none)."""
     kind = geometry.get("type")
     if kind == "GeometryCollection":
         for member in geometry.get("geometries") or ():
-            yield from positions(member)
+            if isinstance(member, dict):
+                yield from positions(member)
         return
-    yield from _flatten(geometry.get("coordinates"), _DEPTH.get(str(kind), 0))
+    depth = _DEPTH.get(kind) if isinstance(kind, str) else None
+    if depth is not None:
+        yield from _flatten(geometry.get("coordinates"), depth)
 
 
 _DEPTH = {"Point": 0, "MultiPoint": 1, "LineString": 1, "MultiLineString": 2,

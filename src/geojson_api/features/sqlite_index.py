@@ -23,8 +23,12 @@ the index damaged (:class:`IndexDamaged`), and its owner quarantines it and
 has it built again.
 
 Queries select bbox candidates from the R*Tree; a candidate whose box lies
-wholly inside the query box matches outright, the others are checked against
-their geometry (``geometry.intersects``), so results are exact.
+wholly inside the query box matches outright, the others (the features across
+its edge) are tested by GEOS (Shapely) on their WKB in one vectorised call, so
+results are exact. A geometry GEOS could not read has no WKB; its box comes
+from its GeoJSON positions and its test from the pure-Python
+``geometry.intersects``. A geometry type RFC 7946 does not define has no box:
+it is listed without a bbox and never matched by one.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ import orjson
 import shapely
 
 from .. import integrity
-from ..errors import NotReady
+from ..errors import IndexDamaged
 from . import geometry
 from .query import FeatureBackend, FeaturePage, FeatureQuery, Queryable
 
@@ -55,18 +59,10 @@ BATCH = 2000
 SCALAR_TYPES = {"string": "string", "integer": "integer", "number": "number",
                 "boolean": "boolean"}
 POOL_SIZE = 16
-DAMAGE_RETRY_AFTER = 5
 
 log = logging.getLogger(__name__)
 
 Column = tuple[str, str, str]  # property name, SQL column, JSON Schema type
-
-
-class IndexDamaged(NotReady):
-    """The index file failed a check or a read; it is being built again."""
-
-    def __init__(self, description: str) -> None:
-        super().__init__(description, retry_after=DAMAGE_RETRY_AFTER)
 
 
 # -- build ----------------------------------------------------------------------
@@ -274,7 +270,11 @@ def _rows(
 def _shape_parts(
     shape: shapely.Geometry | None, geom: dict[str, Any] | None
 ) -> tuple[bytes | None, geometry.Box | None]:
-    """WKB and bounds of a geometry; GeoJSON that GEOS rejects keeps bounds only."""
+    """WKB and bounds of a geometry; GeoJSON that GEOS rejects keeps bounds only.
+
+    An unknown geometry type (GEOS rejects it) has no bounds either: no R*Tree
+    row, so no bbox query matches it.
+    """
     if shape is None or shape.is_empty:
         return None, geometry.bounds(geom)
     return shapely.to_wkb(shape), tuple(shapely.bounds(shape).tolist())
