@@ -206,6 +206,7 @@ def test_broken_file_records_a_failure(tmp_path: Path) -> None:
     sqlite_index.ensure(tmp_path, source, {"type": "FeatureCollection", "properties": {}})
     assert not (tmp_path / sqlite_index.INDEX_FILE).exists()
     assert "IncompleteJSONError" in (sqlite_index.failure(tmp_path) or "")
+    assert sqlite_index.failure(tmp_path) == "IncompleteJSONError: parse error: premature EOF"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 

@@ -96,7 +96,8 @@ def ensure(directory: Path, source: Path, meta: dict[str, Any],
         return
     except Exception as exc:  # recorded for the collection's index status
         log.exception("index of %s failed", directory)
-        failure = {"error": f"{type(exc).__name__}: {exc}", "at": time.time()}
+        first_line = next(iter(str(exc).splitlines()), "")  # ijson's are several lines
+        failure = {"error": f"{type(exc).__name__}: {first_line}", "at": time.time()}
         (directory / FAILED_FILE).write_bytes(orjson.dumps(failure))
         return
     log.info("indexed %s: %d features in %.1f s", directory, info["features"],
