@@ -88,6 +88,9 @@ def describe(version: Version, refusal: Refusal = None) -> dict[str, Any]:
         "published": _iso(meta["published"]),
         "encodings": _encodings(version),
         "problem_count": meta["problem_count"],
+        # by kind, and features with at least one (absent from versions scanned before)
+        "problem_counts": meta.get("problem_counts", {}),
+        "problem_features": meta.get("problem_features", 0),
         "problems": meta["problems"],
         **_refused(refusal),
         "links": _links(version.name),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask
@@ -146,3 +147,14 @@ def test_one_dataset_etag(make_app: object, data_dir: Path) -> None:
     (data_dir / "roads.geojson").write_bytes(ROADS.replace(b'"A"', b'"Q"'))
     fresh = client.get("/api/datasets/roads", headers={"If-None-Match": etag})
     assert fresh.status_code == 200 and fresh.headers["ETag"] != etag
+
+
+def test_the_listing_counts_problems_by_kind(make_app: Callable[..., Flask],
+                                             data_dir: Path) -> None:
+    bow_tie = (b'{"type":"FeatureCollection","features":[{"type":"Feature","properties":{},'
+               b'"geometry":{"type":"Polygon","coordinates":[[[0,0],[2,2],[2,0],[0,2],[0,0]]]}}]}')
+    (data_dir / "bowtie.geojson").write_bytes(bow_tie)
+    found = make_app().test_client().get("/api/datasets/bowtie").json
+    assert found["problem_count"] == 1 and found["problem_features"] == 1
+    assert found["problem_counts"] == {"invalid-geometry": 1}
+    assert "feature 0" in found["problems"][0]
