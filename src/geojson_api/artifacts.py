@@ -162,8 +162,6 @@ class Artifacts:
         once every RESUBMIT_SECONDS per process, since another process or a
         Celery worker may be building it right now.
         """
-        if self.schedule is None:
-            return
         key = (version.name, version.id, name)
         now = time.monotonic()
         if now - self._wanted.get(key, -RESUBMIT_SECONDS) < RESUBMIT_SECONDS:

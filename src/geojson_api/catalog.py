@@ -108,7 +108,6 @@ class Catalog:
                  artifacts: Sequence[Artifact] = ()) -> None:
         self.settings = settings
         self.schedule = schedule
-        self.background = schedule is not None
         self.data_dir = Path(settings.data_dir)
         self.state_dir = Path(settings.state_path)
         self.artifacts = Artifacts(self.state_dir, artifacts, schedule)
@@ -118,6 +117,11 @@ class Catalog:
         self._retry_at: dict[str, float] = {}
         self._deferred: dict[str, dict[str, Any]] = {}  # when the pointer could not be written
         self._state_id: str | None = None
+
+    @property
+    def background(self) -> bool:
+        """True when builds run behind the caller's back (a scheduler was given)."""
+        return self.schedule is not None
 
     # -- folders --------------------------------------------------------------
     def ensure_state(self) -> None:
