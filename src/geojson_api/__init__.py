@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from . import api, cache, delivery, errors, pipeline, profiling
+from . import api, cache, cors, delivery, errors, pipeline, profiling
 from .features import views as features
 from .settings import Settings
 
@@ -29,6 +29,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     delivery.init_app(app, catalog, settings)
     api.init_app(app)
     features.init_app(app, catalog)
+    cors.init_app(app, settings.cors_origin_list, settings.cors_credentials,
+                  settings.cors_max_age)  # around the fast lane: every answer has them
     if settings.profile_dir is not None:  # outermost: it sees the fast lane too
         profiling.init_app(app, Path(settings.profile_dir))
     logging.getLogger("geojson_api").setLevel(settings.log_level.upper())

@@ -60,6 +60,13 @@ class UnknownParameter(BadRequest):
     code = "unknown-parameter"
 
 
+class CrossOriginRefused(APIError):
+    """A preflight from an origin, or asking for a header, that the CORS policy refuses."""
+
+    status = 403
+    code = "cross-origin-refused"
+
+
 class NotFound(APIError):
     status = 404
     code = "not-found"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from . import cors
 from .delivery import OFFLOAD_PREFIX
 from .settings import Settings
 
@@ -37,7 +38,11 @@ def render_site(settings: Settings, upstreams: Sequence[str],
     if not upstreams:
         raise ValueError("at least one upstream HOST:PORT is needed")
     template = _environment().get_template("geojson-api.conf.j2")
+    origins = settings.cors_origin_list
     return template.render(
+        cors=bool(origins),
+        cors_list=[] if origins == (cors.ANY,) else list(origins),
+        cors_expose=", ".join(cors.EXPOSED_HEADERS),
         upstreams=list(upstreams),
         listen=settings.nginx_listen,
         rate=settings.nginx_rate,

@@ -81,6 +81,7 @@ def _setting(default: Any, help: str, group: str, *, shown: str | None = None,
 
 
 NONNEGATIVE = at_least(0)
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?|https?://\[[0-9A-Fa-f:.]+\](?::\d{1,5})?")
 PORT_OR_ADDRESS = matching(r"(?:\S+:)?\d{1,5}", "a port or HOST:PORT")
 
 
@@ -167,6 +168,26 @@ class Settings:
     )
     cache_public: bool = _setting(
         True, "Mark dataset downloads `public` (`private` otherwise).", "http"
+    )
+    cors_origins: str = _setting(
+        "*",
+        "Origins whose pages may read the service (CORS): `*` for any (anonymous reads, "
+        "never with credentials), a comma list such as `https://maps.example.org`, or empty "
+        "for same-origin pages only.",
+        "http",
+        rule=Rule("*, empty, or a comma list of origins (scheme://host[:port])",
+                  lambda value: value.strip() in ("", "*") or all(
+                      _ORIGIN.fullmatch(o) for o in comma_list(value))),
+    )
+    cors_credentials: bool = _setting(
+        False,
+        "Let the listed origins send cookies and HTTP authentication "
+        "(`Access-Control-Allow-Credentials`); refused with `*`.",
+        "http",
+    )
+    cors_max_age: int = _setting(
+        600, "Seconds a browser may reuse a preflight answer (`Access-Control-Max-Age`).",
+        "http", rule=NONNEGATIVE,
     )
     # -- shared cache and offload ----------------------------------------------
     redis_url: str = _setting(
@@ -349,6 +370,12 @@ class Settings:
         return self.state_dir if self.state_dir is not None else self.data_dir / ".state"
 
     @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        """``("*",)``, the listed origins, or nothing (CORS off)."""
+        value = self.cors_origins.strip()
+        return ("*",) if value == "*" else tuple(comma_list(value))
+
+    @property
     def precompress_encodings(self) -> tuple[str, ...]:
         return tuple(comma_list(self.precompress))
 
@@ -409,6 +436,9 @@ def _validate(s: Settings) -> None:
     if bool(s.nginx_tls_cert) != bool(s.nginx_tls_key):
         raise SettingsError(f"{env_name('nginx_tls_cert')} and {env_name('nginx_tls_key')} "
                             "must be both set or both empty")
+    if s.cors_credentials and s.cors_origins.strip() == "*":
+        raise SettingsError(f"{env_name('cors_credentials')} cannot be true while "
+                            f"{env_name('cors_origins')} is '*': list the origins instead")
     if s.features_limit > s.features_max_limit:
         raise SettingsError(
             f"{env_name('features_limit')} must be at most {env_name('features_max_limit')} "

@@ -324,3 +324,62 @@ def test_worker_builds_the_index_of_a_dataset_published_while_running(
     assert items.status_code == 200 and items.json()["numberReturned"] == 3
     log = (proxied.run_dir / "worker.log").read_text()
     assert "versions/fresh/" in "".join(line for line in log.splitlines() if "indexed" in line)
+
+
+CORS_FIELDS = ("access-control-allow-origin", "access-control-expose-headers",
+               "access-control-allow-credentials", "vary")
+DASHBOARD = "http://127.0.0.1:9"  # the origin of a page served elsewhere
+
+
+def cors_fields(url: str, **headers: str) -> list[tuple[str, str]]:
+    """The CORS fields of an answer, every occurrence (a doubled field would show)."""
+    with requests.get(url, headers={"Accept-Encoding": "identity", "Origin": DASHBOARD,
+                                    **headers}, stream=True, timeout=TIMEOUT) as r:
+        return sorted((k.lower(), v) for k, v in r.raw.headers.items()
+                      if k.lower() in CORS_FIELDS)
+
+
+CORS_REQUESTS = [
+    ("/geojson/large", {}),  # offloaded whole
+    ("/geojson/large", {"Range": "bytes=10-99"}),  # offloaded range
+    ("/geojson/medium", {"Accept-Encoding": "br"}),  # offloaded variant
+    ("/geojson/small?cors=1", {}),  # micro-cached (asked three times below)
+    ("/api/datasets", {}),
+    ("/collections/small/items?limit=2", {}),
+    ("/geojson/missing", {}),  # the app's error
+]
+
+
+@pytest.mark.parametrize(("path", "headers"), CORS_REQUESTS)
+def test_stack_answers_carry_the_apps_cors_fields(offloaded: RunningStack, path: str,
+                                                  headers: dict[str, str]) -> None:
+    """Offloaded, micro-cached and proxied answers: exactly the fields the app gives."""
+    direct = cors_fields(offloaded.part_url("app1") + path, **headers)
+    assert ("access-control-allow-origin", "*") in direct
+    for _ in range(3):
+        assert cors_fields(offloaded.url + path, **headers) == direct
+
+
+def test_offloaded_cors_answer_was_offloaded(offloaded: RunningStack) -> None:
+    get(f"{offloaded.url}/geojson/large?cors-offload=1", Origin=DASHBOARD,
+        Range="bytes=0-9").close()
+    lines = (offloaded.run_dir / "nginx" / "access.log").read_text().splitlines()
+    entry = json.loads(next(line for line in reversed(lines) if "cors-offload" in line))
+    assert entry["offload"].startswith("/_offload/range/large/")
+
+
+def test_nginx_own_errors_carry_cors_fields(offloaded: RunningStack) -> None:
+    r = requests.get(f"{offloaded.url}/_errors/not-found", headers={"Origin": DASHBOARD},
+                     timeout=TIMEOUT)  # internal: Nginx itself answers 404
+    assert r.status_code == 404 and r.json()["code"] == "not-found"
+    assert r.headers["Access-Control-Allow-Origin"] == "*"
+    assert "ETag" in r.headers["Access-Control-Expose-Headers"]
+
+
+def test_preflight_through_the_stack(offloaded: RunningStack) -> None:
+    r = requests.options(f"{offloaded.url}/geojson/large",
+                         headers={"Origin": DASHBOARD, "Access-Control-Request-Method": "GET",
+                                  "Access-Control-Request-Headers": "range"}, timeout=TIMEOUT)
+    assert r.status_code == 204
+    assert r.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Range" in r.headers["Access-Control-Allow-Headers"]
