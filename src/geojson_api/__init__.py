@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from . import api, cache, delivery, errors, pipeline, profiling
+from . import api, cache, delivery, errors, pipeline, profiling, web
 from .features import views as features
 from .settings import Settings
 
@@ -25,6 +25,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.url_map.merge_slashes = False  # "//" in a dataset path is malformed, not redirected
     app.extensions["catalog"] = catalog = pipeline.open_catalog(settings)
     errors.init_app(app)
+    web.init_app(app)  # first: it refuses to start without the built assets
     cache.init_app(app, settings)
     delivery.init_app(app, catalog, settings)
     api.init_app(app)
