@@ -10,6 +10,8 @@
 #   make bench-features  OGC API - Features vs pygeoapi and tipg (loadtest/features.py;
 #               installs the peers first with loadtest/peers/setup, as root)
 #   make docs   refresh the README configuration table from the settings table
+#   make assets fetch the pinned browser libraries (web/package-lock.json, npm ci) and
+#               copy what the pages serve into src/geojson_api/web/static/vendor
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -18,7 +20,7 @@ DATA   ?= var/data
 BIND   ?= 127.0.0.1:8000
 BENCH_ARGS ?=
 
-.PHONY: run test lint bench bench-wholefile bench-features docs system-deps clean
+.PHONY: run test lint bench bench-wholefile bench-features docs assets system-deps clean
 
 # The venv sees the system's site-packages: what the machine already has is
 # reused and only what is missing is downloaded (a machine whose Python already
@@ -26,14 +28,24 @@ BENCH_ARGS ?=
 $(BIN)/python:
 	$(PYTHON) -m venv --system-site-packages $(VENV)
 
+# The pages' MapLibre files, from the lockfile (npm ci), before any pip install:
+# the package ships them. Node's npm comes from Debian when missing (as root).
+VENDOR = src/geojson_api/web/static/vendor
+$(VENDOR)/.built: web/package.json web/package-lock.json scripts/build-assets
+	./scripts/system-deps node
+	$(PYTHON) scripts/build-assets
+	touch $@
+
+assets: $(VENDOR)/.built
+
 # Two stamps: `make run` installs what serving needs (the runtime dependencies
 # only); `make test` and the other tool targets install every extra, the test
 # tools and the linters (pyproject.toml: test and dev).
-$(BIN)/.installed-run: pyproject.toml | $(BIN)/python
+$(BIN)/.installed-run: pyproject.toml $(VENDOR)/.built | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(BIN)/.installed: pyproject.toml | $(BIN)/python
+$(BIN)/.installed: pyproject.toml $(VENDOR)/.built | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,dev]'
 	touch $@ $(BIN)/.installed-run
 
@@ -64,4 +76,4 @@ docs: $(BIN)/.installed
 	$(BIN)/python scripts/update-readme
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache web/node_modules $(VENDOR)

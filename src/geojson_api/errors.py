@@ -80,6 +80,12 @@ class FeatureNotFound(NotFound):
     code = "feature-not-found"
 
 
+class AssetNotFound(NotFound):
+    """No static file has this hashed name (unknown, or the content changed since)."""
+
+    code = "asset-not-found"
+
+
 class NotReady(APIError):
     """The resource exists but is not usable yet (first version still settling)."""
 
@@ -150,6 +156,14 @@ class SourceChanged(Exception):
 # -- errors of the command line (one line on stderr, exit 2) --------------------------
 class SettingsError(ValueError):
     """A setting has a value of the wrong type or out of range (the message names it)."""
+
+
+class AssetsMissing(SettingsError):
+    """The install lacks the built web assets (MapLibre, copied by scripts/build-assets).
+
+    A SettingsError so that the command line and Gunicorn's config report it the
+    same way: one line saying what to run, exit 2, before any worker starts.
+    """
 
 
 class StackError(RuntimeError):

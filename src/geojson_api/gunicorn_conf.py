@@ -13,10 +13,12 @@ import sys
 
 from geojson_api import extras
 from geojson_api.settings import UNKNOWN_WARNED, Settings, SettingsError, unknown_variables
+from geojson_api.web.assets import check_built
 
 try:
     _s = Settings.from_env()
     extras.check(_s)  # e.g. GEOJSON_API_WORKER_CLASS=gevent without the gevent extra
+    check_built()  # the pages' MapLibre files (AssetsMissing is a SettingsError)
 except SettingsError as exc:  # one line, instead of Gunicorn's config-file traceback
     print(f"geojson-api: {exc}", file=sys.stderr)
     raise SystemExit(2) from None

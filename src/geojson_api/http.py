@@ -65,6 +65,8 @@ NO_STORE = "no-store"
 """Errors: never kept by any cache."""
 REVALIDATE = "no-cache"
 """Listings that change with any dataset: kept, but revalidated (by ETag) before each use."""
+IMMUTABLE = "public, max-age=31536000, immutable"
+"""Static assets under content-hashed names: a new content is a new URL."""
 
 Environ = dict[str, Any]
 Header = tuple[str, str]

@@ -1,0 +1,21 @@
+"""The web face: HTML pages of every resource, hashed static assets, the CSP.
+
+``init_app`` hashes the static files once (and fails in one line when the
+built MapLibre files are missing), offers templates ``asset(name)`` for their
+URLs, serves them under ``/assets/`` and puts the Content-Security-Policy on
+every HTML response.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from . import assets, security, views
+
+
+def init_app(app: Flask) -> None:
+    registry = assets.Assets.collect(assets.sources())
+    app.extensions["assets"] = registry
+    app.jinja_env.globals["asset"] = registry.url
+    app.register_blueprint(views.bp)
+    app.after_request(security.add_policy)

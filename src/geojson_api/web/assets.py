@@ -1,0 +1,113 @@
+"""Static assets under content-hashed names, hashed once when the app starts.
+
+Every file a page loads (our own scripts and styles in ``static/``, MapLibre
+GL JS copied into ``static/vendor/`` by ``scripts/build-assets``, Swagger UI
+from the ``swagger-ui-bundle`` package) is read once at start-up and given
+the name ``<stem>.<digest>.<ext>``. A new content is a new URL, so browsers
+and caches may keep each one for a year (``Cache-Control: immutable``); an
+old URL stops resolving as soon as its file changed (404).
+
+Templates ask for a URL by the file's plain name: ``asset("maplibre-gl.css")``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import AssetsMissing
+
+HERE = Path(__file__).resolve().parent
+STATIC = HERE / "static"
+VENDOR = STATIC / "vendor"
+# What scripts/build-assets copies out of web/node_modules (the pages need each one).
+VENDOR_FILES = ("maplibre-gl-csp.js", "maplibre-gl-csp-worker.js", "maplibre-gl.css",
+                "maplibre-gl.LICENSE.txt")
+BUILD_HINT = ("run `make assets` (or `scripts/build-assets`) in the checkout, "
+              "then reinstall; a wheel or image built after that carries them")
+DIGEST_CHARS = 16  # 64 bits of SHA-256: enough to tell two versions of one file apart
+SERVED_SUFFIXES = {".js", ".css", ".png", ".svg", ".txt"}
+MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css", ".txt": "text/plain"}
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One static file and the name it is served under."""
+
+    name: str  # its plain name, e.g. maplibre-gl.css
+    path: Path
+    digest: str  # hex SHA-256 of its bytes
+
+    @property
+    def hashed_name(self) -> str:
+        stem, dot, ext = self.name.rpartition(".")
+        return f"{stem}.{self.digest[:DIGEST_CHARS]}.{ext}" if dot else (
+            f"{self.name}.{self.digest[:DIGEST_CHARS]}")
+
+    @property
+    def mimetype(self) -> str:
+        suffix = self.path.suffix
+        found = MEDIA_TYPES.get(suffix) or mimetypes.guess_type(self.path.name)[0]
+        return found or "application/octet-stream"
+
+
+def check_built(vendor: Path | None = None) -> None:
+    """Raise :class:`AssetsMissing` (one line: what is missing and what to run)."""
+    vendor = vendor or VENDOR
+    missing = [name for name in VENDOR_FILES if not (vendor / name).is_file()]
+    if missing:
+        raise AssetsMissing(f"the web assets are not built ({vendor / missing[0]} is "
+                            f"missing): {BUILD_HINT}")
+
+
+def _digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def _files(folder: Path, names: Iterable[str] | None) -> Iterable[Path]:
+    if names is not None:
+        return [folder / name for name in names]
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in SERVED_SUFFIXES)
+
+
+class Assets:
+    """Every served file by plain name and by hashed name."""
+
+    def __init__(self, assets: Iterable[Asset]) -> None:
+        self.by_name: dict[str, Asset] = {}
+        for asset in assets:
+            if asset.name in self.by_name:
+                raise ValueError(f"two static files are named {asset.name}: "
+                                 f"{self.by_name[asset.name].path} and {asset.path}")
+            self.by_name[asset.name] = asset
+        self.by_hashed = {a.hashed_name: a for a in self.by_name.values()}
+
+    @classmethod
+    def collect(cls, sources: Mapping[Path, Iterable[str] | None]) -> Assets:
+        """Hash the files of each folder: the listed names, or every servable file."""
+        return cls(Asset(path.name, path, _digest(path))
+                   for folder, names in sources.items() for path in _files(folder, names))
+
+    def url(self, name: str) -> str:
+        """The path of a file by its plain name (a template's ``asset(...)``)."""
+        try:
+            return f"/assets/{self.by_name[name].hashed_name}"
+        except KeyError:
+            raise LookupError(f"no static file is named {name!r}; the files are "
+                              f"{', '.join(sorted(self.by_name))}") from None
+
+    def find(self, hashed_name: str) -> Asset | None:
+        return self.by_hashed.get(hashed_name)
+
+
+def sources() -> dict[Path, Iterable[str] | None]:
+    """Where the served files live: our own, then MapLibre's (checked first)."""
+    check_built()
+    return {STATIC: None, VENDOR: VENDOR_FILES}
