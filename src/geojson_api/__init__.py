@@ -25,7 +25,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.url_map.merge_slashes = False  # "//" in a dataset path is malformed, not redirected
     app.extensions["catalog"] = catalog = pipeline.open_catalog(settings)
     errors.init_app(app)
-    web.init_app(app)  # first: it refuses to start without the built assets
+    web.init_app(app, __version__)  # first: it refuses to start without the built assets
     cache.init_app(app, settings)
     delivery.init_app(app, catalog, settings)
     api.init_app(app)
