@@ -23,7 +23,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False  # "//" in a dataset path is malformed, not redirected
-    web.init_app(app)  # first: it refuses to start without the built assets
+    web.init_app(app, __version__)  # first: it refuses to start without the built assets
     app.extensions["catalog"] = catalog = pipeline.open_catalog(settings)
     errors.init_app(app)
     cache.init_app(app, settings)

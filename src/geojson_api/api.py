@@ -12,7 +12,9 @@ from . import http
 from .cache import cached, shared_cache
 from .catalog import Catalog, Version
 from .errors import APIError, error_response
+from .features.params import check_format
 from .names import parse_request_name
+from .web import negotiation
 
 bp = Blueprint("api", __name__)
 
@@ -114,9 +116,11 @@ def _dump(value: Any) -> bytes:
 
 def _listing(states: dict[str, tuple[State, Refusal]]) -> bytes:
     entries = [_entry(name, *state) for name, state in states.items()]
-    self_link = {"rel": "self", "type": http.JSON,
-                 "href": url_for("api.datasets", _external=True)}
-    return _dump({"datasets": entries, "links": [self_link]})
+    href = url_for("api.datasets", _external=True)
+    self_link = {"rel": "self", "type": http.JSON, "href": href}
+    page_link = {"rel": "alternate", "type": http.HTML, "href": href + "?f=html",
+                 "title": "This document as HTML"}
+    return _dump({"datasets": entries, "links": [self_link, page_link]})
 
 
 def _answer(kind: str, tokens: list[str], build: Callable[[], bytes]) -> Response:
@@ -134,10 +138,15 @@ def _answer(kind: str, tokens: list[str], build: Callable[[], bytes]) -> Respons
 @bp.get("/api/datasets")
 def datasets() -> Response:
     """Every dataset with its metadata; ETag and cache keyed by the set of current versions."""
+    check_format(request.args.to_dict(flat=False))
     catalog = _catalog()
     states = {name: _state(catalog, name) for name in catalog.names()}
     tokens = [_token(name, *state) for name, state in states.items()]
-    return _answer("datasets", tokens, lambda: _listing(states))
+    if negotiation.wants_html():
+        return negotiation.page("datasets.html", tokens, lambda: {
+            "doc": current_app.json.loads(_listing(states)), "title": "Datasets",
+            "crumbs": []})
+    return negotiation.as_json(_answer("datasets", tokens, lambda: _listing(states)))
 
 
 @bp.get("/api/datasets/<path:raw>")

@@ -37,6 +37,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--use-angle=swiftshader",
                  "--enable-unsafe-swiftshader"]
 LOOPBACK = "127.0.0.1"
+VIEWPORT = {"width": 1280, "height": 900}
 AXE = ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"
 
 
@@ -133,10 +134,9 @@ def _route(watched: Watched) -> Callable[[Any], None]:
     return handle
 
 
-@pytest.fixture
-def watched(chromium: Any) -> Iterator[Watched]:
-    """A fresh page (own context) that may reach 127.0.0.1 only, with its problems listed."""
-    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+def watch(context: Any) -> Watched:
+    """A new page of ``context`` (a Playwright BrowserContext), confined to 127.0.0.1 and
+    with its problems recorded."""
     page = context.new_page()
     watched = Watched(page)
     context.route(re.compile(r".*"), _route(watched))
@@ -147,6 +147,14 @@ def watched(chromium: Any) -> Iterator[Watched]:
         f"{req.method} {req.url}: {req.failure}"))
     page.on("response", lambda resp: watched.http_errors.append(f"{resp.status} {resp.url}")
             if resp.status >= 400 else None)
+    return watched
+
+
+@pytest.fixture
+def watched(chromium: Any) -> Iterator[Watched]:
+    """A fresh page (own context) that may reach 127.0.0.1 only, with its problems listed."""
+    context = chromium.new_context(viewport=VIEWPORT)
+    watched = watch(context)
     try:
         yield watched
     finally:

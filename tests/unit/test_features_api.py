@@ -96,7 +96,7 @@ def test_limit_is_clamped_not_refused(client: FlaskClient) -> None:
     ["bbox=1,2,3", "bbox=a,b,c,d", "bbox=0,50,1,40", "bbox=0,0,1,nan", "bbox=-200,0,1,1",
      "limit=0", "limit=-1", "limit=x", "offset=-3", "offset=1.5", "foo=bar",
      "properties=nope", "sortby=nope", "sortby=-", "rank=high", "active=maybe", "measure=inf",
-     "limit=1&limit=2", "f=html", "bbox-crs=EPSG:3857"],
+     "limit=1&limit=2", "f=xml", "bbox-crs=EPSG:3857"],
 )
 def test_bad_parameters_are_400_with_a_reason(client: FlaskClient, query: str) -> None:
     response = client.get(f"/collections/small/items?{query}")
@@ -255,8 +255,10 @@ def test_feature_etag_per_representation(client: FlaskClient) -> None:
     again = client.get("/collections/roads/items/2",
                        headers={"If-None-Match": geojson.headers["ETag"]})
     assert again.status_code == 304 and again.headers["ETag"] == geojson.headers["ETag"]
-    assert set(again.headers.keys()) == {"ETag", "Cache-Control", "Access-Control-Allow-Origin",
+    # RFC 9110 15.4.5: the validators, Cache-Control and Vary (HTML or JSON by Accept).
+    assert set(again.headers.keys()) == {"ETag", "Cache-Control", "Vary", "Access-Control-Allow-Origin",
                                          "Access-Control-Expose-Headers"}
+    assert again.headers["Vary"] == "Accept"
 
 
 def test_operations_with_an_etag_answer_304_and_412_as_documented(client: FlaskClient) -> None:

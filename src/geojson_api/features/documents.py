@@ -19,6 +19,9 @@ Url = Callable[..., str]
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    # Every resource has its page (geojson_api.web): landing, conformance, collections,
+    # collection, items, feature, and queryables and datasets beside them.
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables-query-parameters",
@@ -32,12 +35,18 @@ def link(href: str, rel: str, type: str, title: str | None = None) -> dict[str, 
     return found
 
 
+def html_alternate(href: str, title: str = "This document as HTML") -> dict[str, str]:
+    """The ``rel=alternate`` link of a document to its page (``href`` has no query)."""
+    return link(href + "?f=html", "alternate", HTML, title)
+
+
 def landing(url: Url, title: str) -> dict[str, Any]:
     return {
         "title": title,
         "description": "GeoJSON datasets as whole files and as OGC API - Features collections.",
         "links": [
             link(url("features.landing"), "self", JSON, "This document"),
+            html_alternate(url("features.landing")),
             link(url("features.openapi"), "service-desc", OPENAPI, "The API definition"),
             link(url("features.api_docs"), "service-doc", HTML, "The API documentation"),
             link(url("features.conformance"), "conformance", JSON, "Conformance classes"),
@@ -68,6 +77,7 @@ def collection(
         "index": index,
         "links": [
             link(url("features.collection", cid=name), "self", JSON, "This collection"),
+            html_alternate(url("features.collection", cid=name)),
             link(url("features.items", cid=name), "items", GEOJSON, "The features"),
             link(url("features.queryables", cid=name),
                  "http://www.opengis.net/def/rel/ogc/1.0/queryables", SCHEMA,
@@ -83,7 +93,8 @@ def collection(
 def collections(url: Url, entries: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return {
         "collections": list(entries),
-        "links": [link(url("features.collections"), "self", JSON, "The collections")],
+        "links": [link(url("features.collections"), "self", JSON, "The collections"),
+                  html_alternate(url("features.collections"))],
     }
 
 
@@ -110,5 +121,6 @@ def feature_links(url: Url, name: str, feature_id: str) -> list[dict[str, str]]:
     return [
         link(href, "self", GEOJSON, "This feature"),
         link(href + "?f=json", "alternate", JSON, "This feature as JSON"),
+        html_alternate(href, "This feature as HTML"),
         link(url("features.collection", cid=name), "collection", JSON, "The collection"),
     ]

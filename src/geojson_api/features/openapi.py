@@ -19,13 +19,12 @@ north, and its longitudes within -180..180 (the schema says so for the
 
 from __future__ import annotations
 
-import html as html_lib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..delivery import DOWNLOAD_VALUES
-from ..http import GEOJSON, JSON, OPENAPI, SCHEMA
+from ..http import GEOJSON, HTML, JSON, OPENAPI, SCHEMA
 from ..names import MAX_NAME_LENGTH
 from ..settings import Settings
 from .documents import Url
@@ -54,9 +53,13 @@ def _ref(kind: str, name: str) -> dict[str, str]:
     return {"$ref": f"{REF}{kind}/{name}"}
 
 
-def _ok(description: str, schema: str, *media: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {m: {"schema": _ref("schemas", schema)} for m in media}}
+def _ok(description: str, schema: str, *media: str, page: bool = True) -> dict[str, Any]:
+    """A 200 in the ``media`` types, and as a page (``f=html`` or ``Accept: text/html``)."""
+    content: dict[str, Any] = {m: {"schema": _ref("schemas", schema)} for m in media}
+    return {"description": description, "content": {**content, HTML: _PAGE} if page else content}
+
+
+_PAGE = {"schema": {"type": "string"}}  # an HTML page (geojson_api.web)
 
 
 def _operation(
@@ -95,8 +98,9 @@ def _paths() -> dict[str, Any]:
             _ok("The classes implemented", "Conformance", JSON), ["f"], _COMMON, OGC)},
         "/api": {"get": _operation(
             "This API definition", "getOpenAPI",
-            {"description": "OpenAPI 3.0 JSON",
-             "content": {OPENAPI: {"schema": {"type": "object"}}}}, ["f"], _COMMON, OGC)},
+            {"description": "OpenAPI 3.0 JSON, or Swagger UI as a page",
+             "content": {OPENAPI: {"schema": {"type": "object"}}, HTML: _PAGE}},
+            ["f"], _COMMON, OGC)},
         "/collections": {"get": _operation(
             "The collections (one per dataset)", "getCollections",
             _ok("Every published dataset", "Collections", JSON), ["f"], _COMMON, OGC)},
@@ -124,9 +128,10 @@ def _paths() -> dict[str, Any]:
                               "content": {GEOJSON: {"schema": {}}}}})},
         "/api/datasets": {"get": _operation(
             "Every dataset with its metadata", "getDatasets",
-            _ok("The datasets", "Datasets", JSON), [], ["304", "400", "412"], WHOLE)},
+            _ok("The datasets", "Datasets", JSON), ["f"], ["304", "400", "412"], WHOLE)},
         "/api/datasets/{name}": {"get": _operation(
-            "One dataset's metadata", "getDataset", _ok("The dataset", "Dataset", JSON),
+            "One dataset's metadata", "getDataset",
+            _ok("The dataset", "Dataset", JSON, page=False),
             ["name"], _CONDITIONAL_JSON, WHOLE)},
     }
 
@@ -211,8 +216,9 @@ def _parameters(settings: Settings) -> dict[str, Any]:
                        {**INT64, "minimum": 1, "default": settings.features_limit}),
         "offset": query("offset", "Features to skip (the `next` links carry it).",
                         {**INT64, "minimum": 0, "default": 0}),
-        "f": query("f", "Response encoding.", {"type": "string",
-                                               "enum": ["json", "geojson"]}),
+        "f": query("f", "Response encoding: `html` for the page (also chosen by "
+                        "`Accept: text/html`), else JSON.",
+                   {"type": "string", "enum": ["json", "geojson", "html"]}),
     }
 
 
@@ -311,20 +317,3 @@ def document(url: Url, settings: Settings,
                        "responses": _responses()},
     }
 
-
-def html(url: Url, settings: Settings) -> str:
-    """A plain page listing the operations (the landing page's ``service-doc``)."""
-    doc = document(url, settings)
-    rows = []
-    for path, item in doc["paths"].items():
-        op = item["get"]
-        codes = ", ".join(op["responses"])
-        rows.append(f"<tr><td><code>GET {html_lib.escape(path)}</code></td>"
-                    f"<td>{html_lib.escape(op['summary'])}</td><td>{codes}</td></tr>")
-    return (
-        "<!doctype html><html lang=en><meta charset=utf-8><title>geojson-api API</title>"
-        "<h1>geojson-api</h1><p>Machine-readable definition: "
-        f"<a href=\"{html_lib.escape(url('features.openapi'))}\">OpenAPI 3.0 JSON</a>.</p>"
-        "<table><tr><th>Operation</th><th>What</th><th>Statuses</th></tr>"
-        + "".join(rows) + "</table></html>"
-    )

@@ -17,7 +17,7 @@ from .query import FeatureQuery, Queryable, Scalar, SortKey
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 CRS84H = "http://www.opengis.net/def/crs/OGC/0/CRS84h"
-FORMATS = {"json", "geojson"}
+FORMATS = {"json", "geojson", "html"}
 ITEMS_PARAMETERS = {"bbox", "bbox-crs", "limit", "offset", "properties", "sortby", "f"}
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 """Integers outside SQLite's (and JSON Schema's ``int64``) range are refused, never passed on."""
@@ -38,10 +38,10 @@ def single(args: Mapping[str, Sequence[str]], name: str) -> str | None:
 
 
 def check_format(args: Mapping[str, Sequence[str]]) -> None:
-    """``f`` may ask for JSON (the only encoding served)."""
+    """``f`` may ask for JSON (``json``, ``geojson``) or the page (``html``)."""
     value = single(args, "f")
     if value is not None and value not in FORMATS:
-        raise InvalidParameter(f"f={value!r} is not served; use f=json")
+        raise InvalidParameter(f"f={value!r} is not served; use f=json or f=html")
 
 
 def reject_unknown(args: Mapping[str, Sequence[str]], known: set[str]) -> None:

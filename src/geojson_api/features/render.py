@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from ..http import GEOJSON, JSON
+from ..http import GEOJSON, HTML, JSON
 from .documents import Url, link
 from .query import FeaturePage, FeatureQuery
 
@@ -36,11 +36,14 @@ def page_links(
     base = url("features.items", cid=name)
     kept = [(k, v) for k, v in args if k not in ("limit", "offset")]
 
-    def at(offset: int) -> str:
+    def at(offset: int, fmt: str | None = None) -> str:
         pairs = [*kept, ("limit", str(query.limit)), ("offset", str(offset))]
+        if fmt is not None:
+            pairs = [(k, v) for k, v in pairs if k != "f"] + [("f", fmt)]
         return base + "?" + urlencode(pairs, safe=",:/")
 
-    links = [link(at(query.offset), "self", GEOJSON, "This page")]
+    links = [link(at(query.offset), "self", GEOJSON, "This page"),
+             link(at(query.offset, "html"), "alternate", HTML, "This page as HTML")]
     if query.offset + query.limit < matched:
         links.append(link(at(query.offset + query.limit), "next", GEOJSON, "Next page"))
     if query.offset > 0:

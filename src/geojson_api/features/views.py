@@ -14,6 +14,8 @@ from ..catalog import Catalog, Version
 from ..errors import APIError, FeatureNotFound
 from ..names import parse_request_name
 from ..settings import Settings
+from ..web import negotiation, pages
+from ..web.negotiation import negotiate
 from . import documents, openapi, render, sqlite_index
 from .indexes import Indexes
 from .params import check_format, parse_items, reject_unknown, single
@@ -63,22 +65,39 @@ def _collection(name: str) -> tuple[Version, dict[str, Any]]:
     return version, doc
 
 
+def _collections_crumb() -> list[tuple[str, str]]:
+    return [("Collections", _url("features.collections", f="html"))]
+
+
+def _collection_crumbs(name: str) -> list[tuple[str, str]]:
+    return [*_collections_crumb(), (name, _url("features.collection", cid=name, f="html"))]
+
+
 @bp.get("/")
 def landing() -> Response:
     _args()
-    return _json(documents.landing(_url, "geojson-api"))
+    doc = documents.landing(_url, "geojson-api")
+    return negotiate(doc, lambda: _json(doc), "landing.html", title="geojson-api")
 
 
 @bp.get("/conformance")
 def conformance() -> Response:
     _args()
-    return _json(documents.conformance())
+    doc = documents.conformance()
+    return negotiate(doc, lambda: _json(doc), "conformance.html", title="Conformance",
+                     crumbs=[])
 
 
 @bp.get("/api", endpoint="openapi")
 def openapi_document() -> Response:
     _args()
-    return _json(openapi.document(_url, _settings(), _published()), http.OPENAPI)
+    doc = openapi.document(_url, _settings(), _published())
+    return negotiate(doc, lambda: _json(doc, http.OPENAPI), "swagger.html", **_swagger())
+
+
+def _swagger() -> dict[str, Any]:
+    """The Swagger UI page's context: it reads /api, which is also its JSON alternate."""
+    return {"title": "API", "crumbs": [], "swagger": True, "json_url": _url("features.openapi")}
 
 
 def _published() -> list[openapi.CollectionInfo]:
@@ -97,7 +116,8 @@ def _published() -> list[openapi.CollectionInfo]:
 
 @bp.get("/api.html")
 def api_docs() -> Response:
-    return current_app.response_class(openapi.html(_url, _settings()), mimetype=http.HTML)
+    """Swagger UI over /api (served from our own origin, like every asset)."""
+    return negotiation.page("swagger.html", ["swagger"], _swagger)
 
 
 @bp.get("/collections")
@@ -109,13 +129,21 @@ def collections() -> Response:
             entries.append(_collection(name)[1])
         except APIError:  # not published (yet): listed by /api/datasets with the reason
             continue
-    return _json(documents.collections(_url, entries))
+    doc = documents.collections(_url, entries)
+    return negotiate(doc, lambda: _json(doc), "collections.html", title="Collections",
+                     crumbs=[])
 
 
 @bp.get("/collections/<cid>")
 def collection(cid: str) -> Response:
     _args()
-    return _json(_collection(cid)[1])
+    version, doc = _collection(cid)
+    downloads = pages.downloads(version)
+    return negotiate(doc, lambda: _json(doc), "collection.html",
+                     key=[negotiation.digest_of(doc), version.id, repr(downloads)],
+                     title=version.name, crumbs=_collections_crumb(), map=True,
+                     downloads=downloads,
+                     queryables=sqlite_index.queryables_of(version.meta["properties"]))
 
 
 @bp.get("/collections/<cid>/queryables")
@@ -123,8 +151,10 @@ def queryables(cid: str) -> Response:
     _args()
     version = _catalog().current(parse_request_name(cid))
     backend = _indexes().backend(version)
-    return _json(documents.queryables(_url, version.name, backend.queryables()),
-                 http.SCHEMA)
+    doc = documents.queryables(_url, version.name, backend.queryables())
+    return negotiate(doc, lambda: _json(doc, http.SCHEMA), "queryables.html",
+                     title=f"Queryables of {version.name}",
+                     crumbs=_collection_crumbs(version.name))
 
 
 @bp.get("/collections/<cid>/items/<path:fid>")
@@ -135,8 +165,15 @@ def item(cid: str, fid: str) -> Response:
     if feature is None:
         raise FeatureNotFound(f"collection {version.name!r} has no feature {fid!r}")
     body = render.with_links(feature, documents.feature_links(_url, version.name, fid))
+    if negotiation.wants_html():
+        return negotiation.page(
+            "item.html", [version.id, fid], lambda: {
+                "feature": orjson.loads(body), "fid": fid, "title": f"Feature {fid}",
+                "map": True, "crumbs": [*_collection_crumbs(version.name), (
+                    "Items", _url("features.items", cid=version.name, f="html"))]},
+            http.cache_control(_settings()))
     etag = http.weak_etag(request.host_url, version.id, fid, request.args.get("f", ""))
-    return _conditional(etag, lambda: _json(body, _geojson_type()))
+    return negotiation.as_json(_conditional(etag, lambda: _json(body, _geojson_type())))
 
 
 @bp.get("/collections/<cid>/items")
@@ -147,8 +184,31 @@ def items(cid: str) -> Response:
     args = request.args.to_dict(flat=False)
     query = parse_items(args, backend.queryables(), list(version.meta["properties"]),
                         settings.features_limit, settings.features_max_limit)
+    if negotiation.wants_html():
+        return negotiation.page("items.html", [version.id, query.key()],
+                                lambda: _items_page(version, backend, query, args),
+                                http.cache_control(settings))
     etag = http.weak_etag(request.host_url, version.id, query.key(), single(args, "f") or "")
-    return _conditional(etag, lambda: _page(version, backend, query, f"items:{etag}"))
+    return negotiation.as_json(
+        _conditional(etag, lambda: _page(version, backend, query, f"items:{etag}")))
+
+
+def _items_page(version: Version, backend: FeatureBackend, query: FeatureQuery,
+                args: dict[str, list[str]]) -> dict[str, Any]:
+    """What the items page shows: the same page of features as the document, as a table."""
+    result = backend.query(query)
+    links = render.page_links(_url, version.name, list(request.args.items(multi=True)), query,
+                              result.number_matched)
+    return {
+        "title": f"Features of {version.name}", "map": True, "cid": version.name,
+        "crumbs": _collection_crumbs(version.name),
+        "number_matched": result.number_matched, "offset": query.offset,
+        "number_returned": render.number_returned(result.number_matched, query),
+        "limit": query.limit, "bbox": single(args, "bbox") or "",
+        "kept": pages.form_fields(request.args.items(multi=True)),
+        **pages.items(result.features, links, lambda fid: _url(
+            "features.item", cid=version.name, fid=str(fid), f="html")),
+    }
 
 
 def _page(version: Version, backend: FeatureBackend, query: FeatureQuery, key: str) -> Response:

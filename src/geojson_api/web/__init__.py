@@ -13,9 +13,11 @@ from flask import Flask
 from . import assets, security, views
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, version: str) -> None:
+    """``version``: the package's, shown in every page's footer."""
     registry = assets.Assets.collect(assets.sources())
     app.extensions["assets"] = registry
-    app.jinja_env.globals["asset"] = registry.url
+    app.extensions["web_build"] = assets.build_token(registry)
+    app.jinja_env.globals.update(asset=registry.url, version=version)
     app.register_blueprint(views.bp)
     app.after_request(security.add_policy)

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from swagger_ui_bundle import swagger_ui_path
+
 from ..errors import AssetsMissing
 
 HERE = Path(__file__).resolve().parent
@@ -26,6 +28,8 @@ VENDOR = STATIC / "vendor"
 # What scripts/build-assets copies out of web/node_modules (the pages need each one).
 VENDOR_FILES = ("maplibre-gl-csp.js", "maplibre-gl-csp-worker.js", "maplibre-gl.css",
                 "maplibre-gl.LICENSE.txt")
+# Swagger UI, from the swagger-ui-bundle package (a runtime dependency).
+SWAGGER_FILES = ("swagger-ui-bundle.js", "swagger-ui.css")
 BUILD_HINT = ("run `make assets` (or `scripts/build-assets`) in the checkout, "
               "then reinstall; a wheel or image built after that carries them")
 DIGEST_CHARS = 16  # 64 bits of SHA-256: enough to tell two versions of one file apart
@@ -107,7 +111,19 @@ class Assets:
         return self.by_hashed.get(hashed_name)
 
 
+def build_token(assets: Assets, templates: Path = HERE / "templates") -> str:
+    """A digest of every template and asset: what a page's bytes depend on beside its data."""
+    sha = hashlib.sha256()
+    for asset in sorted(assets.by_name.values(), key=lambda a: a.name):
+        sha.update(f"{asset.name}={asset.digest}\n".encode())
+    for path in sorted(templates.rglob("*")):
+        if path.is_file():
+            sha.update(path.relative_to(templates).as_posix().encode() + b"\0")
+            sha.update(path.read_bytes())
+    return sha.hexdigest()
+
+
 def sources() -> dict[Path, Iterable[str] | None]:
-    """Where the served files live: our own, then MapLibre's (checked first)."""
+    """Where the served files live: our own, MapLibre's (checked first), Swagger UI's."""
     check_built()
-    return {STATIC: None, VENDOR: VENDOR_FILES}
+    return {STATIC: None, VENDOR: VENDOR_FILES, Path(swagger_ui_path): SWAGGER_FILES}
