@@ -189,6 +189,13 @@ class Settings:
         600, "Seconds a browser may reuse a preflight answer (`Access-Control-Max-Age`).",
         "http", rule=NONNEGATIVE,
     )
+    dashboard_whole_file_bytes: int = _setting(
+        2 * 1024 * 1024,
+        "The dashboard loads layers up to this size as whole files; bigger ones draw their "
+        "vector tiles (or, until those are built, the features in view, page by page).",
+        "http", shown="`2097152` (2 MiB)",
+        rule=NONNEGATIVE,
+    )
     # -- shared cache and offload ----------------------------------------------
     redis_url: str = _setting(
         "",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import assets, security, views
+from . import assets, dashboard, security, views
 
 
 def init_app(app: Flask, version: str) -> None:
@@ -20,4 +20,5 @@ def init_app(app: Flask, version: str) -> None:
     app.extensions["web_build"] = assets.build_token(registry)
     app.jinja_env.globals.update(asset=registry.url, version=version)
     app.register_blueprint(views.bp)
+    app.register_blueprint(dashboard.bp)
     app.after_request(security.add_policy)

@@ -1,0 +1,279 @@
+"""The dashboard in Chromium over small, medium and large (50 MB): layers on and off, what
+MapLibre drew against the data, bytes the browser fetched, panning, clicking, filtering,
+accessibility; and a page of another origin reading the service with fetch()."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from ..integration.servers import GunicornServer, free_port
+from .conftest import VIEWPORT, Watched, watch
+
+READY_TIMEOUT = 600  # seconds for the large sample's index to be built on a busy machine
+
+
+def _wait_index(url: str, name: str) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        doc = requests.get(f"{url}/collections/{name}", timeout=30).json()
+        if doc.get("index", {}).get("status") == "ready":
+            return
+        time.sleep(2)
+    raise AssertionError(f"the index of {name} was not ready in {READY_TIMEOUT} s")
+
+
+@pytest.fixture(scope="module")
+def server(serve_samples: Callable[..., GunicornServer]) -> GunicornServer:
+    srv = serve_samples("small", "medium", "large")
+    for name in ("small", "medium", "large"):
+        _wait_index(srv.url, name)
+    return srv
+
+
+def _features(server: GunicornServer, name: str) -> list[dict[str, Any]]:
+    return json.loads((server.data_dir / f"{name}.geojson").read_bytes())["features"]  # type: ignore[no-any-return]
+
+
+class Transfers:
+    """Bytes of every response body the page received, by URL."""
+
+    def __init__(self, page: Any) -> None:
+        self.seen: list[tuple[str, int]] = []
+        page.on("requestfinished", self._finished)
+
+    def _finished(self, request: Any) -> None:
+        self.seen.append((request.url, request.sizes()["responseBodySize"]))
+
+    def total(self, part: str = "") -> int:
+        return sum(size for url, size in self.seen if part in url)
+
+
+def _open(watched: Watched, url: str) -> Any:
+    page = watched.page
+    response = page.goto(url + "/dashboard/")
+    assert response is not None and response.status == 200
+    page.evaluate("() => window.dashboard.started")
+    return page
+
+
+def _turn_on(page: Any, name: str) -> None:
+    page.get_by_label(f"Show {name}", exact=True).check()
+    page.wait_for_function("(name) => window.dashboard.mode(name) !== null", arg=name)
+    page.evaluate("() => window.dashboard.settled()")
+
+
+def _rendered(page: Any, name: str) -> set[Any]:
+    return set(page.evaluate("(name) => window.dashboard.renderedIds(name)", name))
+
+
+def test_lists_the_datasets_and_filters_them_by_name(server: GunicornServer,
+                                                     watched: Watched) -> None:
+    page = _open(watched, server.url)
+    rows = page.locator("#datasets tbody tr")
+    assert sorted(rows.evaluate_all("(rows) => rows.map((r) => r.dataset.name)")) == [
+        "large", "medium", "small"]
+    large = page.locator('#datasets tr[data-name="large"]')
+    text = large.inner_text()
+    listing = requests.get(f"{server.url}/api/datasets/large", timeout=30).json()
+    for shown in ("ready", listing["version"][:8], f"{listing['features']}", "gzip, br"):
+        assert shown in text, shown
+    page.get_by_label("Filter by name").fill("med")
+    assert page.locator("#datasets tbody tr:visible").count() == 1
+    assert page.locator("#shown").inner_text() == "1 of 3 datasets"
+    page.get_by_label("Filter by name").fill("")
+    assert page.locator("#datasets tbody tr:visible").count() == 3
+    watched.assert_clean()
+
+
+def test_small_is_drawn_whole_and_every_feature_is_on_the_map(
+        server: GunicornServer, watched: Watched) -> None:
+    page = _open(watched, server.url)
+    page.evaluate("() => window.dashboard.fit('small')")
+    _turn_on(page, "small")
+    assert page.evaluate("() => window.dashboard.mode('small')") == "file"
+    ids = {f["id"] for f in _features(server, "small")}
+    assert _rendered(page, "small") == ids
+    page.get_by_label("Show small", exact=True).uncheck()
+    assert _rendered(page, "small") == set()
+    watched.assert_clean()
+
+
+def test_large_draws_what_is_in_view_without_the_whole_file(
+        server: GunicornServer, watched: Watched) -> None:
+    transfers = Transfers(watched.page)
+    page = _open(watched, server.url)
+    _turn_on(page, "large")
+    assert page.evaluate("() => window.dashboard.mode('large')") in ("tiles", "pages")
+    first = _rendered(page, "large")
+    assert len(first) > 100
+    size = (server.data_dir / "large.geojson").stat().st_size
+    assert not [url for url, _ in transfers.seen if "/geojson/large" in url]
+    assert transfers.total() < size / 10, transfers.seen
+    # panning to another part of the extent loads features not drawn before
+    page.evaluate("() => { const m = window.dashboard.map; m.jumpTo({zoom: m.getZoom() + 3}); }")
+    page.evaluate("() => window.dashboard.settled()")
+    before = _rendered(page, "large")
+    page.evaluate("() => window.dashboard.map.panBy([500, 300], {animate: false})")
+    page.evaluate("() => window.dashboard.settled()")
+    after = _rendered(page, "large")
+    assert after - before, "panning drew no new feature"
+    assert transfers.total() < size / 10
+    watched.assert_clean()
+
+
+def _point_on_screen(page: Any, name: str) -> tuple[float, float, Any]:
+    """The screen position and id of a drawn point feature of ``name``."""
+    found = page.evaluate("""(name) => {
+        const m = window.dashboard.map;
+        const points = m.queryRenderedFeatures({layers: [`layer-${name}-circle`]});
+        const f = points.find((p) => p.geometry.type === "Point");
+        const px = m.project(f.geometry.coordinates);
+        const box = m.getCanvas().getBoundingClientRect();
+        return {x: box.left + px.x, y: box.top + px.y, id: f.id};
+    }""", name)
+    return found["x"], found["y"], found["id"]
+
+
+def _as_javascript_shows(value: Any) -> str:
+    """A JSON scalar as ``String(value)`` writes it in the page."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def test_clicking_a_feature_shows_its_properties(server: GunicornServer,
+                                                 watched: Watched) -> None:
+    page = _open(watched, server.url)
+    page.evaluate("() => window.dashboard.fit('small')")
+    _turn_on(page, "small")
+    x, y, fid = _point_on_screen(page, "small")
+    page.mouse.click(x, y)
+    panel = page.locator("#feature table")
+    panel.wait_for()
+    feature = requests.get(f"{server.url}/collections/small/items/{fid}", timeout=30).json()
+    assert panel.locator("caption").inner_text() == f"small {fid}"
+    shown = dict(zip(panel.locator("tbody th").all_inner_texts(),
+                     panel.locator("tbody td").all_inner_texts(), strict=True))
+    for key, value in feature["properties"].items():
+        assert shown[key] == _as_javascript_shows(value), key
+    watched.assert_clean()
+
+
+def test_the_property_filter_changes_what_is_drawn(server: GunicornServer,
+                                                   watched: Watched) -> None:
+    page = _open(watched, server.url)
+    page.evaluate("() => window.dashboard.fit('small')")
+    _turn_on(page, "small")
+    kinds = Counter(f["properties"]["kind"] for f in _features(server, "small"))
+    kind, count = kinds.most_common(2)[1]
+    page.get_by_label("Layer", exact=True).select_option("small")
+    page.get_by_label("Property", exact=True).select_option("kind")
+    page.get_by_label("Value", exact=True).fill(kind)
+    page.get_by_role("button", name="Apply").click()
+    page.evaluate("() => window.dashboard.settled()")
+    wanted = {f["id"] for f in _features(server, "small") if f["properties"]["kind"] == kind}
+    assert len(wanted) == count and _rendered(page, "small") == wanted
+    page.get_by_label("Value", exact=True).fill("x")
+    page.get_by_label("Property", exact=True).select_option("rank")
+    page.get_by_role("button", name="Apply").click()
+    assert "expected an integer" in page.locator("#filter-note").inner_text()
+    page.get_by_role("button", name="Clear").click()
+    page.evaluate("() => window.dashboard.settled()")
+    assert len(_rendered(page, "small")) == len(_features(server, "small"))
+    watched.assert_clean()
+
+
+def test_readiness_panel(server: GunicornServer, watched: Watched) -> None:
+    page = _open(watched, server.url)
+    page.locator("#ready .state-ready").wait_for()
+    assert "cache backend" in page.locator("#ready table").inner_text()
+    watched.assert_clean()
+
+
+def test_dashboard_has_no_serious_accessibility_violation(
+        server: GunicornServer, chromium: Any, axe_source: str, artifact_dir: Path) -> None:
+    context = chromium.new_context(bypass_csp=True, viewport=VIEWPORT)
+    try:
+        watched = watch(context)
+        page = _open(watched, server.url)
+        _turn_on(page, "small")
+        _turn_on(page, "large")
+        page.add_script_tag(content=axe_source)
+        result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+        bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]])
+               for v in result["violations"] if v["impact"] in ("serious", "critical")]
+        assert bad == []
+        page.screenshot(path=str(artifact_dir / "dashboard.png"), full_page=True)
+        assert (artifact_dir / "dashboard.png").stat().st_size > 10_000
+        watched.assert_clean()
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def other_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A plain page on a second port: another origin for the browser."""
+    folder = tmp_path_factory.mktemp("other-origin")
+    (folder / "index.html").write_text("<!doctype html><title>elsewhere</title><p>elsewhere")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(folder), **kwargs)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Quiet)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+CROSS_ORIGIN_READ = """async (base) => {
+    const out = {};
+    for (const path of ["/geojson/small", "/collections/small/items?limit=3"]) {
+        const r = await fetch(base + path, {headers: {"If-None-Match": '"nothing"'}});
+        const body = await r.json();
+        out[path] = {status: r.status, etag: r.headers.get("ETag"),
+                     length: r.headers.get("Content-Length"),
+                     features: body.features.length};
+    }
+    const part = await fetch(base + "/geojson/small", {headers: {Range: "bytes=0-9"}});
+    out.range = {status: part.status, range: part.headers.get("Content-Range"),
+                 text: await part.text()};
+    return out;
+}"""
+
+
+def test_a_page_of_another_origin_reads_files_and_items(
+        server: GunicornServer, watched: Watched, other_origin: str) -> None:
+    page = watched.page
+    page.goto(other_origin + "/index.html")
+    got = page.evaluate(CROSS_ORIGIN_READ, server.url)
+    small = requests.get(f"{server.url}/geojson/small", timeout=30)
+    assert got["/geojson/small"]["status"] == 200
+    assert got["/geojson/small"]["etag"] == small.headers["ETag"]
+    assert got["/geojson/small"]["features"] == len(_features(server, "small"))
+    items = got["/collections/small/items?limit=3"]
+    assert items["status"] == 200 and items["features"] == 3
+    assert items["etag"].startswith('W/"')
+    assert got["range"]["status"] == 206
+    assert got["range"]["range"].startswith("bytes 0-9/")
+    assert got["range"]["text"] == small.content[:10].decode()
+    watched.assert_clean()
