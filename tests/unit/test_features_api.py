@@ -256,7 +256,8 @@ def test_feature_etag_per_representation(client: FlaskClient) -> None:
                        headers={"If-None-Match": geojson.headers["ETag"]})
     assert again.status_code == 304 and again.headers["ETag"] == geojson.headers["ETag"]
     # RFC 9110 15.4.5: the validators, Cache-Control and Vary (HTML or JSON by Accept).
-    assert set(again.headers.keys()) == {"ETag", "Cache-Control", "Vary", "Access-Control-Allow-Origin",
+    assert set(again.headers.keys()) == {"ETag", "Cache-Control", "Vary",
+                                         "Access-Control-Allow-Origin",
                                          "Access-Control-Expose-Headers"}
     assert again.headers["Vary"] == "Accept"
 
