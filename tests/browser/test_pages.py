@@ -16,7 +16,7 @@ from .conftest import VIEWPORT, Watched, watch
 PAGES = ["/", "/conformance", "/collections", "/collections/small",
          "/collections/small/queryables", "/collections/small/items",
          "/collections/medium/items?limit=50&kind=road", "/collections/small/items/1",
-         "/api/datasets", "/api.html", "/api"]
+         "/api/datasets", "/api.html", "/api", "/dashboard/"]
 FEATURE_LAYERS = ["features-fill", "features-line", "features-point"]
 # The ids MapLibre drew on the first map of the page (rendered, not merely loaded).
 RENDERED_IDS = """(layers) => {
