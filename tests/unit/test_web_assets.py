@@ -3,9 +3,12 @@ clear line when the built MapLibre files are missing."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
+import brotli
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -47,6 +50,27 @@ def test_a_current_copy_gets_304(app: Flask, client: FlaskClient) -> None:
     assert again.headers["ETag"] == etag
     assert again.headers["Cache-Control"].endswith("immutable")
     assert client.get(url).mimetype == "text/javascript"
+
+
+@pytest.mark.parametrize(("accept", "decode"), [("br", brotli.decompress),
+                                               ("gzip", gzip.decompress),
+                                               ("gzip;q=0.5, br", brotli.decompress)])
+def test_text_assets_come_compressed_to_who_accepts_it(
+        app: Flask, client: FlaskClient, accept: str, decode: Callable[[bytes], bytes]) -> None:
+    url = _url(app, "maplibre-gl-csp.js")
+    body = (web_assets.VENDOR / "maplibre-gl-csp.js").read_bytes()
+    digest = hashlib.sha256(body).hexdigest()
+    response = client.get(url, headers={"Accept-Encoding": accept})
+    encoding = response.headers["Content-Encoding"]
+    assert decode(response.data) == body and len(response.data) < len(body) / 3
+    assert response.headers["ETag"] == f'"{digest}.{encoding}"'  # one per representation
+    assert response.headers["Vary"] == "Accept-Encoding"
+    again = client.get(url, headers={"Accept-Encoding": accept,
+                                     "If-None-Match": response.headers["ETag"]})
+    assert again.status_code == 304
+    plain = client.get(url, headers={"Accept-Encoding": "identity"})
+    assert plain.data == body and "Content-Encoding" not in plain.headers
+    assert plain.headers["Vary"] == "Accept-Encoding"
 
 
 @pytest.mark.parametrize("name", ["maplibre-gl.css", "maplibre-gl.0123456789abcdef.css",

@@ -12,12 +12,16 @@ Templates ask for a URL by the file's plain name: ``asset("maplibre-gl.css")``.
 
 from __future__ import annotations
 
+import functools
+import gzip
 import hashlib
 import mimetypes
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import brotli
 from swagger_ui_bundle import swagger_ui_path
 
 from ..errors import AssetsMissing
@@ -35,6 +39,19 @@ BUILD_HINT = ("run `make assets` (or `scripts/build-assets`) in the checkout, "
 DIGEST_CHARS = 16  # 64 bits of SHA-256: enough to tell two versions of one file apart
 SERVED_SUFFIXES = {".js", ".css", ".png", ".svg", ".txt"}
 MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css", ".txt": "text/plain"}
+COMPRESSED_SUFFIXES = {".js", ".css", ".svg", ".txt"}  # text: worth compressing
+# Each text file is compressed once per worker, on its first request, and browsers keep
+# it a year. MapLibre's 0.97 MB: gzip 9 0.25 MB in 0.06 s; brotli 9 0.22 MB in 0.16 s
+# (brotli 11 saves 19 KB more but takes 3 s, too long for a first request to wait).
+def _brotli(data: bytes) -> bytes:
+    return bytes(brotli.compress(data, mode=brotli.MODE_TEXT, quality=9))
+
+
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=9, mtime=0)
+
+
+COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {"br": _brotli, "gzip": _gzip}
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,30 @@ class Asset:
         suffix = self.path.suffix
         found = MEDIA_TYPES.get(suffix) or mimetypes.guess_type(self.path.name)[0]
         return found or "application/octet-stream"
+
+    @property
+    def compressible(self) -> bool:
+        return self.path.suffix in COMPRESSED_SUFFIXES
+
+    def encoded(self, encoding: str) -> bytes:
+        """The file compressed with ``encoding`` (made on first use, then kept)."""
+        return _encoded(self.path, self.digest, encoding)
+
+
+_encoding_lock = threading.Lock()
+
+
+@functools.cache
+def _encoded_once(path: Path, digest: str, encoding: str) -> bytes:
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise AssetsMissing(f"{path} changed since the app started: restart it")
+    return COMPRESSORS[encoding](data)
+
+
+def _encoded(path: Path, digest: str, encoding: str) -> bytes:
+    with _encoding_lock:  # one compression per file, whichever thread asks first
+        return _encoded_once(path, digest, encoding)
 
 
 def check_built(vendor: Path | None = None) -> None:
