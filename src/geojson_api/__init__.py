@@ -10,6 +10,7 @@ from flask import Flask
 from . import api, cache, delivery, errors, pipeline, profiling
 from .features import views as features
 from .settings import Settings
+from .tiles import views as tiles
 
 __all__ = ["Settings", "create_app"]
 __version__ = "0.1.0"
@@ -29,6 +30,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     delivery.init_app(app, catalog, settings)
     api.init_app(app)
     features.init_app(app, catalog)
+    tiles.init_app(app, catalog, settings)
     if settings.profile_dir is not None:  # outermost: it sees the fast lane too
         profiling.init_app(app, Path(settings.profile_dir))
     logging.getLogger("geojson_api").setLevel(settings.log_level.upper())

@@ -32,10 +32,12 @@ def link(href: str, rel: str, type: str, title: str | None = None) -> dict[str, 
     return found
 
 
-def landing(url: Url, title: str) -> dict[str, Any]:
+def landing(url: Url, title: str, extra: Iterable[dict[str, str]] = ()) -> dict[str, Any]:
+    """The landing page; ``extra`` are the links of other parts (the tiles)."""
     return {
         "title": title,
-        "description": "GeoJSON datasets as whole files and as OGC API - Features collections.",
+        "description": "GeoJSON datasets as whole files, as OGC API - Features collections "
+                       "and as vector tiles (OGC API - Tiles).",
         "links": [
             link(url("features.landing"), "self", JSON, "This document"),
             link(url("features.openapi"), "service-desc", OPENAPI, "The API definition"),
@@ -45,19 +47,24 @@ def landing(url: Url, title: str) -> dict[str, Any]:
             link(url("api.datasets"), "datasets", JSON, "Datasets as whole files"),
             link(url("api.healthz"), "health", JSON, "Liveness"),
             link(url("api.readyz"), "ready", JSON, "Readiness"),
+            *extra,
         ],
     }
 
 
-def conformance() -> dict[str, Any]:
-    return {"conformsTo": CONFORMANCE}
+def conformance(extra: Iterable[str] = ()) -> dict[str, Any]:
+    return {"conformsTo": [*CONFORMANCE, *extra]}
 
 
 def collection(
     url: Url, name: str, extent: list[float] | None, index: dict[str, Any],
-    features: int,
+    features: int, extra: dict[str, Any] | None = None,
+    extra_links: Iterable[dict[str, str]] = (),
 ) -> dict[str, Any]:
-    """One collection: a dataset's current version seen as features."""
+    """One collection: a dataset's current version seen as features.
+
+    ``extra`` members and ``extra_links`` come from other parts (the tiles' state
+    and links)."""
     doc: dict[str, Any] = {
         "id": name,
         "title": name,
@@ -66,6 +73,7 @@ def collection(
         "crs": [CRS84],
         "storageCrs": CRS84,
         "index": index,
+        **(extra or {}),
         "links": [
             link(url("features.collection", cid=name), "self", JSON, "This collection"),
             link(url("features.items", cid=name), "items", GEOJSON, "The features"),
@@ -73,6 +81,7 @@ def collection(
                  "http://www.opengis.net/def/rel/ogc/1.0/queryables", SCHEMA,
                  "Properties to filter and sort on"),
             link(url("delivery.geojson", raw=name), "enclosure", GEOJSON, "The whole file"),
+            *extra_links,
         ],
     }
     if extent:

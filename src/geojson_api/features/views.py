@@ -14,6 +14,8 @@ from ..catalog import Catalog, Version
 from ..errors import APIError, FeatureNotFound
 from ..names import parse_request_name
 from ..settings import Settings
+from ..tiles import documents as tile_documents
+from ..tiles.tilesets import Tilesets
 from . import documents, openapi, render, sqlite_index
 from .indexes import Indexes
 from .params import check_format, parse_items, reject_unknown, single
@@ -55,24 +57,30 @@ def _geojson_type() -> str:
     return http.JSON if request.args.get("f") == "json" else http.GEOJSON
 
 
+def _tilesets() -> Tilesets:
+    return current_app.extensions["tilesets"]  # type: ignore[no-any-return]
+
+
 def _collection(name: str) -> tuple[Version, dict[str, Any]]:
     version = _catalog().current(parse_request_name(name))
     state = _indexes().state(version)
+    tiles = {"tiles": _tilesets().state(version).as_dict()}
     doc = documents.collection(_url, version.name, version.meta.get("bbox"), state.as_dict(),
-                               version.meta["features"])
+                               version.meta["features"], tiles,
+                               tile_documents.collection_links(_url, version.name))
     return version, doc
 
 
 @bp.get("/")
 def landing() -> Response:
     _args()
-    return _json(documents.landing(_url, "geojson-api"))
+    return _json(documents.landing(_url, "geojson-api", tile_documents.landing_links(_url)))
 
 
 @bp.get("/conformance")
 def conformance() -> Response:
     _args()
-    return _json(documents.conformance())
+    return _json(documents.conformance(tile_documents.CONFORMANCE))
 
 
 @bp.get("/api", endpoint="openapi")
