@@ -124,6 +124,8 @@ def tileset(url: Url, name: str, extent: list[float] | None, state: dict[str, An
     doc: dict[str, Any] = {
         "title": name, "description": f"Vector tiles of dataset {name}.",
         "dataType": "vector", "crs": grid.CRS, "tileMatrixSetURI": grid.URI,
+        # the draft's member, which GDAL before 3.7 follows to the tile matrix set
+        "tileMatrixSetDefinition": url("tiles.matrix_set", tms=grid.ID),
         "tiles": state,
     }
     box = _bbox(extent)

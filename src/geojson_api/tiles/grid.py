@@ -82,12 +82,15 @@ def inside(tile: Tile, bounds: tuple[int, int, int, int]) -> bool:
 
 
 def matrix_set() -> dict[str, Any]:
-    """The tile matrix set as OGC 2D TMS 2.0 JSON (what GDAL and other clients parse)."""
+    """The tile matrix set as OGC 2D TMS 2.0 JSON, with the 1.0 names beside (``identifier``,
+    ``supportedCRS``, ``topLeftCorner``, ``lowerCorner``): GDAL before 3.7 reads only those."""
     matrices = []
     for z in range(MAX_MATRIX + 1):
         cell = 2 * EXTENT / TILE_PIXELS / (1 << z)
         matrices.append({
             "id": str(z),
+            "identifier": str(z),
+            "topLeftCorner": [-EXTENT, EXTENT],
             "scaleDenominator": cell / 0.00028,
             "cellSize": cell,
             "cornerOfOrigin": "topLeft",
@@ -99,12 +102,15 @@ def matrix_set() -> dict[str, Any]:
         })
     return {
         "id": ID,
+        "identifier": ID,
         "title": "Google Maps Compatible for the World",
         "uri": URI,
         "crs": CRS,
+        "supportedCRS": "EPSG:3857",
         "orderedAxes": ["E", "N"],
         "wellKnownScaleSet": "http://www.opengis.net/def/wkss/OGC/1.0/GoogleMapsCompatible",
         "boundingBox": {"lowerLeft": [-EXTENT, -EXTENT], "upperRight": [EXTENT, EXTENT],
+                        "lowerCorner": [-EXTENT, -EXTENT], "upperCorner": [EXTENT, EXTENT],
                         "crs": CRS},
         "tileMatrices": matrices,
     }
