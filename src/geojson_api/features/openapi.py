@@ -142,19 +142,19 @@ def _tile_paths() -> dict[str, Any]:
     return {
         "/tileMatrixSets": {"get": _operation(
             "The tile matrix sets", "getTileMatrixSetsList",
-            _ok("WebMercatorQuad", "Object", JSON), ["f"], _COMMON, TILES)},
+            _ok("WebMercatorQuad", "Object", JSON), ["f"], ["304", "400", "412"], TILES)},
         "/tileMatrixSets/{tileMatrixSetId}": {"get": _operation(
             "One tile matrix set (OGC 2D TMS 2.0 JSON)", "getTileMatrixSet",
             _ok("The tile matrix set", "Object", JSON), ["tileMatrixSetId", "f"],
-            ["400", "404"], TILES)},
+            ["304", "400", "404", "412"], TILES)},
         "/collections/{collectionId}/tiles": {"get": _operation(
             "The collection's vector tilesets", "getCollectionVectorTilesets",
             _ok("The tilesets", "Object", JSON), ["collectionId", "f"],
-            ["400", "404", "503"], TILES)},
+            _CONDITIONAL_JSON, TILES)},
         "/collections/{collectionId}/tiles/{tileMatrixSetId}": {"get": {**_operation(
             "A tileset's metadata, or its TileJSON 3.0 (`f=tilejson`)",
             "describeCollectionVectorTileset", _ok("The tileset", "Object", JSON),
-            [*tms, "tilesetFormat"], ["304", "400", "404", "503"], TILES),
+            [*tms, "tilesetFormat"], _CONDITIONAL_JSON, TILES),
             "description": "The metadata says which tile matrix is the first from which every "
                            "feature is in every tile it touches (`completeTileMatrix`) and that "
                            "deeper ones are overzoomed by the client. TileJSON needs the built "
@@ -162,7 +162,7 @@ def _tile_paths() -> dict[str, Any]:
         "/collections/{collectionId}/tiles/{tileMatrixSetId}/{tileMatrix}/{tileRow}/{tileCol}":
             {"get": {**_operation(
                 "One vector tile", "getCollectionVectorTile", tile_ok,
-                [*tms, "tileMatrix", "tileRow", "tileCol"], ["304", "400", "404", "503"], TILES,
+                [*tms, "tileMatrix", "tileRow", "tileCol"], _CONDITIONAL_JSON, TILES,
                 extra_ok={"204": {"description": "No feature touches this tile"}}),
                 "description": "400 for indices that are not integers, negative, or outside "
                                "the tile matrix (rows and columns below 2^tileMatrix); 404 "
@@ -178,7 +178,7 @@ def _tile_paths() -> dict[str, Any]:
         "/collections/{collectionId}/styles/default": {"get": _operation(
             "A default MapLibre style for the collection's tiles", "getCollectionStyle",
             _ok("A MapLibre (Mapbox GL) style", "Object", STYLE), ["collectionId", "f"],
-            ["304", "400", "404"], TILES)},
+            _CONDITIONAL_JSON, TILES)},
     }
 
 
