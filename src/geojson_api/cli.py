@@ -210,13 +210,19 @@ def no_datasets(folder: Path) -> str:
     return f"no datasets in {folder} (a dataset is a file NAME.geojson or NAME.json)"
 
 
-def cmd_prepare(args: argparse.Namespace) -> int:
-    """Exit 0 all published, 1 some file refused, 2 no usable data folder or no dataset."""
+def _with_data(command: str, args: argparse.Namespace) -> tuple[Settings, int | None]:
+    """The settings with ``--data``, and the exit code when that folder cannot be read."""
     _apply_env({"data_dir": args.data})
     settings = Settings.from_env()
     problem = folder_problem(settings.data_dir)
-    if problem is not None:
-        return fail("prepare", f"{problem} (use --data DIR)")
+    return settings, None if problem is None else fail(command, f"{problem} (use --data DIR)")
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """Exit 0 all published, 1 some file refused, 2 no usable data folder or no dataset."""
+    settings, failed = _with_data("prepare", args)
+    if failed is not None:
+        return failed
     found = catalog(settings)
     problems = found.readiness()  # also makes the state folder, or says why it cannot
     if problems:
@@ -232,11 +238,9 @@ def cmd_tiles(args: argparse.Namespace) -> int:
     from .names import parse_request_name
     from .tiles import builder
 
-    _apply_env({"data_dir": args.data})
-    settings = Settings.from_env()
-    problem = folder_problem(settings.data_dir)
-    if problem is not None:
-        return fail("tiles", f"{problem} (use --data DIR)")
+    settings, failed = _with_data("tiles", args)
+    if failed is not None:
+        return failed
     out = Path(args.out)
     if out.is_dir() or not out.parent.is_dir():
         return fail("tiles", f"cannot write {out}: " + (

@@ -24,6 +24,7 @@ import requests
 
 from ..conftest import require
 from .servers import GunicornServer
+from .test_ogc_clients import wait_ready
 from .test_stack import RunningStack, running_stack
 
 NAME = "medium"
@@ -33,14 +34,7 @@ COMPARED = ("etag", "content-encoding", "content-type", "cache-control", "vary",
 
 
 def wait_tiles(url: str, timeout: float = 300.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = requests.get(f"{url}/collections/{NAME}", timeout=10).json()["tiles"]
-        if state["status"] == "ready":
-            return state  # type: ignore[no-any-return]
-        assert state["status"] != "failed", state
-        time.sleep(0.5)
-    raise TimeoutError(f"the tiles of {NAME} were not built within {timeout} s")
+    return wait_ready(url, NAME, "tiles", timeout)
 
 
 @pytest.fixture(scope="module")
