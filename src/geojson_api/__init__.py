@@ -10,6 +10,7 @@ from flask import Flask
 from . import api, cache, cors, delivery, errors, pipeline, profiling, web
 from .features import views as features
 from .settings import Settings
+from .tiles import views as tiles
 
 __all__ = ["Settings", "create_app"]
 __version__ = "0.1.0"
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     delivery.init_app(app, catalog, settings)
     api.init_app(app)
     features.init_app(app, catalog)
+    tiles.init_app(app, catalog, settings)
     cors.init_app(app, settings.cors_origin_list, settings.cors_credentials,
                   settings.cors_max_age)  # around the fast lane: every answer has them
     if settings.profile_dir is not None:  # outermost: it sees the fast lane too

@@ -1,7 +1,7 @@
 """Artifacts of a version: what is derived from its stored copy, and how.
 
-The compressed variants and the spatial index (and, next, vector tiles) are
-all *artifacts of a version*: files in the version's folder, made once by a
+The compressed variants, the spatial index and the vector tiles are all
+*artifacts of a version*: files in the version's folder, made once by a
 builder, each with a ``.sum`` sidecar, under a lock file of its own. An
 :class:`Artifact` describes one kind (how to build it, how to tell it is
 there, how to check it); :class:`Artifacts` is the one place that schedules,

@@ -7,6 +7,7 @@ Public forms (scripts and docs rely on them)::
     geojson-api sample DIR [--only NAME ...]
     geojson-api check FILE [--json] [--progress | --no-progress]
     geojson-api prepare [--data DIR]
+    geojson-api tiles DATASET --out FILE [--data DIR]
     geojson-api worker [--data DIR] [--concurrency N] [--ping [--timeout S]]
     geojson-api settings [--markdown]
     geojson-api nginx-config [--upstream HOST:PORT ...] [--listen PORT] [--output FILE]
@@ -209,13 +210,19 @@ def no_datasets(folder: Path) -> str:
     return f"no datasets in {folder} (a dataset is a file NAME.geojson or NAME.json)"
 
 
-def cmd_prepare(args: argparse.Namespace) -> int:
-    """Exit 0 all published, 1 some file refused, 2 no usable data folder or no dataset."""
+def _with_data(command: str, args: argparse.Namespace) -> tuple[Settings, int | None]:
+    """The settings with ``--data``, and the exit code when that folder cannot be read."""
     _apply_env({"data_dir": args.data})
     settings = Settings.from_env()
     problem = folder_problem(settings.data_dir)
-    if problem is not None:
-        return fail("prepare", f"{problem} (use --data DIR)")
+    return settings, None if problem is None else fail(command, f"{problem} (use --data DIR)")
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """Exit 0 all published, 1 some file refused, 2 no usable data folder or no dataset."""
+    settings, failed = _with_data("prepare", args)
+    if failed is not None:
+        return failed
     found = catalog(settings)
     problems = found.readiness()  # also makes the state folder, or says why it cannot
     if problems:
@@ -223,6 +230,54 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if not found.names():
         return fail("prepare", no_datasets(settings.data_dir))
     return 1 if found.prepare_all(print) else 0
+
+
+def cmd_tiles(args: argparse.Namespace) -> int:
+    """Export the tile archive of a dataset's current version (built first if need be)."""
+    from .errors import APIError
+    from .names import parse_request_name
+    from .tiles import builder
+
+    settings, failed = _with_data("tiles", args)
+    if failed is not None:
+        return failed
+    out = Path(args.out)
+    if out.is_dir() or not out.parent.is_dir():
+        return fail("tiles", f"cannot write {out}: " + (
+            "it is a folder" if out.is_dir() else f"no folder {out.parent}"))
+    found = catalog(settings)
+    try:
+        version = found.current(parse_request_name(args.dataset))
+        found.artifacts.build(version, builder.ARTIFACT, wait=True)
+    except APIError as exc:
+        return fail("tiles", exc.description)
+    state = found.artifacts.state(version, builder.ARTIFACT)
+    if state.status != "ready":
+        why = state.info.get("error", "not built (see the log)")
+        return fail("tiles", f"the tiles of {version.name!r} could not be built: {why}")
+    _copy_atomically(version.directory / builder.ARCHIVE_FILE, out)
+    info = builder.info(version.directory)
+    print(f"{out}: {info['bytes']} bytes, zooms {info['minzoom']}-{info['maxzoom']}, every "
+          f"feature from zoom {info['completeZoom']} (version {version.id})")
+    return 0
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    """Copy into a hidden file beside ``target``, then rename: never a half-written file."""
+    import shutil
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as dst, open(source, "rb") as src:
+            shutil.copyfileobj(src, dst, 1 << 20)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 # The worker's Celery node name; %h is this host's name (a container's id in compose).
@@ -507,9 +562,17 @@ def _add_data_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     check.set_defaults(func=cmd_check)
 
     prep = sub.add_parser("prepare", help="publish every dataset, build its compressed "
-                                          "variants and spatial index")
+                                          "variants, spatial index and vector tiles")
     prep.add_argument("--data", metavar="DIR", help="data folder (GEOJSON_API_DATA_DIR)")
     prep.set_defaults(func=cmd_prepare)
+
+    tiles = sub.add_parser("tiles", help="export the vector tiles (PMTiles) of a dataset's "
+                                         "current version")
+    tiles.add_argument("dataset", metavar="DATASET")
+    tiles.add_argument("--out", required=True, metavar="FILE",
+                       help="the archive to write (replaced atomically)")
+    tiles.add_argument("--data", metavar="DIR", help="data folder (GEOJSON_API_DATA_DIR)")
+    tiles.set_defaults(func=cmd_tiles)
 
     worker = sub.add_parser("worker", help="run a Celery worker for background jobs "
                                            "(needs GEOJSON_API_BROKER_URL)")

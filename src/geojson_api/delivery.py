@@ -248,7 +248,7 @@ class Delivery:
             return _from_memory(source.data, headers, bounds)
         if source.handle is None:
             return self._offloaded(rep, headers, bounds)
-        return _from_file(environ, source.handle, source.size, headers, bounds)
+        return from_file(environ, source.handle, source.size, headers, bounds)
 
     def _headers(self, version: Version, rep: Representation,
                  environ: WSGIEnviron) -> list[Header]:
@@ -303,7 +303,7 @@ def _from_memory(data: bytes, headers: list[Header], bounds: tuple[int, int] | N
     return Reply(status, headers, [data[start:stop]])
 
 
-def _from_file(environ: WSGIEnviron, handle: BinaryIO, size: int, headers: list[Header],
+def from_file(environ: WSGIEnviron, handle: BinaryIO, size: int, headers: list[Header],
                bounds: tuple[int, int] | None) -> Reply:
     """The open file through ``wsgi.file_wrapper`` (sendfile), bounded for a range."""
     status, start, stop = _content(headers, bounds, size)

@@ -149,6 +149,39 @@ class IndexDamaged(NotReady):
         super().__init__(description, retry_after=INDEX_DAMAGE_RETRY_AFTER)
 
 
+class InvalidTile(BadRequest):
+    """Tile indices that are not integers, are negative, or lie outside the tile matrix."""
+
+    code = "invalid-tile"
+
+
+class TileMatrixSetNotFound(NotFound):
+    code = "tile-matrix-set-not-found"
+
+
+class TileNotFound(NotFound):
+    """A tile of the matrix set outside the tileset's limits (a zoom not built, or away from
+    the data's extent)."""
+
+    code = "tile-not-found"
+
+
+class TilesNotReady(NotReady):
+    """The version's tiles are queued or being built (or built again after damage)."""
+
+    code = "tiles-not-ready"
+
+    def __init__(self, description: str, retry_after: int) -> None:
+        super().__init__(description, retry_after=retry_after)
+
+
+class TilesFailed(APIError):
+    """The version's tiles could not be built; features and whole files still work."""
+
+    status = 503
+    code = "tiles-failed"
+
+
 class SourceChanged(Exception):
     """The data file changed while it was being copied (not an HTTP error: retried)."""
 

@@ -10,7 +10,9 @@ ETags, one scheme for the whole service:
 - **strong** ``"<version>"`` (and ``"<version>.gzip"``, ``"<version>.br"``)
   where the body is the bytes of a stored file (``/geojson/<name>``): a
   version id is a digest of the content, so equal tags mean equal bytes, and
-  byte ranges and ``If-Range`` can rely on them;
+  byte ranges and ``If-Range`` can rely on them; ``"<version>.<part>[.<coding>]"``
+  for the files built from a version and their parts (a vector tile, the
+  tile archive), which are as immutable as the version;
 - **weak** ``W/"<32 hex digits>"`` for JSON documents we render: the first
   128 bits of a SHA-256 over everything the document depends on (the host of
   its absolute links, the version ids, the query...). Two renderings with
@@ -104,6 +106,13 @@ def accepted_encodings(accept_encoding: str | None) -> list[str]:
 def strong_etag(version: str, encoding: str | None = None) -> str:
     """The ETag of a stored file: its version id (a content digest), and its coding."""
     return quote_etag(version if encoding is None else f"{version}.{encoding}")
+
+
+def part_etag(version: str, part: str, encoding: str | None = None) -> str:
+    """The strong ETag of a stored file derived from a version (a tile, an archive):
+    ``"<version>.<part>[.<coding>]"``; not cached, since there are many parts."""
+    tag = f"{version}.{part}"
+    return quote_etag(tag if encoding is None else f"{tag}.{encoding}")
 
 
 def weak_etag(*parts: str) -> str:

@@ -31,10 +31,16 @@ def _environment() -> Environment:
     )
 
 
+TILES_SOCKET = "/tmp/geojson-api-tiles.sock"
+"""Where Nginx's own tile-range server listens (docs/tiles.md), unless told otherwise."""
+
+
 def render_site(settings: Settings, upstreams: Sequence[str],
                 access_log: str = "/dev/stdout geojson_api_json",
-                cache_dir: str = "/var/cache/nginx/geojson-api") -> str:
-    """The http-level configuration: upstream, rate limit, server(s), offload locations."""
+                cache_dir: str = "/var/cache/nginx/geojson-api",
+                tiles_socket: str = TILES_SOCKET) -> str:
+    """The http-level configuration: upstream, rate limit, server(s), offload locations,
+    and the tile-range server on the unix socket ``tiles_socket``."""
     if not upstreams:
         raise ValueError("at least one upstream HOST:PORT is needed")
     template = _environment().get_template("geojson-api.conf.j2")
@@ -52,6 +58,7 @@ def render_site(settings: Settings, upstreams: Sequence[str],
         offload_prefix=OFFLOAD_PREFIX,
         microcache=settings.nginx_microcache,
         cache_dir=cache_dir,
+        tiles_socket=tiles_socket,
         versions_dir=(Path(settings.state_path).absolute() / "versions").as_posix(),
         tls=bool(settings.nginx_tls_cert),
         tls_listen=settings.nginx_tls_listen,
@@ -67,7 +74,8 @@ def write_standalone(settings: Settings, upstreams: Sequence[str], run_dir: Path
     site = run_dir / "geojson-api.conf"
     site.write_text(render_site(settings, upstreams,
                                 access_log=f"{run_dir}/access.log geojson_api_json",
-                                cache_dir=f"{run_dir}/cache"))
+                                cache_dir=f"{run_dir}/cache",
+                                tiles_socket=f"{run_dir}/tiles.sock"))
     main = _environment().get_template("nginx.conf.j2").render(
         run_dir=run_dir.as_posix(),
         site_conf=site.as_posix(),

@@ -1,7 +1,8 @@
 """The wiring of a version's artifacts: which exist, how each is built, where jobs run.
 
 This is the one module that knows every builder (:mod:`geojson_api.compress`
-for the variants, :mod:`geojson_api.features.sqlite_index` for the index) and
+for the variants, :mod:`geojson_api.features.sqlite_index` for the index,
+:mod:`geojson_api.tiles.builder` for the vector tiles) and
 every place work can run (:mod:`geojson_api.jobs`, :mod:`geojson_api.tasks`).
 The catalog, the job queue and the Celery task each know none of the others:
 
@@ -12,7 +13,7 @@ The catalog, the job queue and the Celery task each know none of the others:
         -> pipeline.build_now(settings, Build)
         -> Catalog.build -> Artifacts.build  the artifact's builder, under its lock
 
-Adding an artifact (vector tiles, next) is one more entry in :func:`registry`.
+Adding an artifact is one more entry in :func:`registry`.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import compress, integrity, jobs
+from . import compress, integrity, jobs, locks
 from .artifacts import Artifact, Build, Damage
 from .catalog import Catalog
 from .features import indexes, sqlite_index
 from .settings import Settings
+from .tiles import builder as tiles_builder
 from .versions import Version
 
 
@@ -92,9 +94,53 @@ def index(settings: Settings) -> Artifact:
     )
 
 
+def tiles(settings: Settings, index: Artifact) -> Artifact:
+    """The vector tiles (one PMTiles archive), made by tippecanoe from the spatial index.
+
+    The index is built first if it is not there yet (waiting for its lock if
+    another process builds it): its ids are the ones the tiles carry.
+    """
+    state_dir = settings.state_path
+
+    def build(version: Version) -> None:
+        if not index.ready(version):
+            with locks.file_lock(version.directory / index.lock, wait=True):
+                index.build(version)
+        if not index.ready(version):
+            error = index.failure(version)
+            if error is not None:  # for good: the same bytes would fail again
+                tiles_builder.record_failure(version.directory,
+                                             f"the index could not be built: {error}")
+            return  # else the disk: both are asked for again later
+        bbox = version.meta.get("bbox")
+        tiles_builder.ensure(version.directory, version.directory / sqlite_index.INDEX_FILE,
+                             version.name, settings.tiles_max_zoom, bbox, state_dir)
+
+    def damaged(version: Version) -> Damage:
+        path = version.directory / tiles_builder.ARCHIVE_FILE
+        problem = tiles_builder.problem(version.directory) if path.exists() else None
+        return [] if problem is None else [(path, problem)]
+
+    def verify(version: Version) -> Damage:
+        problem = tiles_builder.verify(version.directory)
+        return [] if problem is None else [(version.directory / tiles_builder.ARCHIVE_FILE,
+                                            problem)]
+
+    return Artifact(
+        name=tiles_builder.ARTIFACT,
+        lock=tiles_builder.LOCK_FILE,
+        build=build,
+        ready=lambda version: tiles_builder.ready(version.directory),
+        damaged=damaged,
+        verify=verify,
+        failure=lambda version: tiles_builder.failure(version.directory),
+    )
+
+
 def registry(settings: Settings) -> tuple[Artifact, ...]:
     """Every artifact of a version, in the order their builds are scheduled."""
-    return (variants(settings), index(settings))
+    spatial = index(settings)
+    return (variants(settings), spatial, tiles(settings, spatial))
 
 
 def scheduler(settings: Settings) -> jobs.Scheduler:

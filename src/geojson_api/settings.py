@@ -246,6 +246,17 @@ class Settings:
         "features",
         rule=NONNEGATIVE,
     )
+    # -- vector tiles (docs/tiles.md) ---------------------------------------------
+    tiles_max_zoom: int = _setting(
+        14, "Deepest zoom built into each version's tile archive; clients overzoom beyond.",
+        "tiles",
+        rule=between(0, 16),
+    )
+    tiles_retry_after: int = _setting(
+        5, "`Retry-After` (seconds) of a tile asked for before the version's tiles are built.",
+        "tiles",
+        rule=NONNEGATIVE,
+    )
     # -- Nginx (rendered by `geojson-api nginx-config`) ---------------------------
     nginx_listen: str = _setting(
         "8080", "Port (or HOST:PORT) Nginx listens on.", "nginx", rule=PORT_OR_ADDRESS

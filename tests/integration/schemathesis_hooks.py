@@ -47,3 +47,19 @@ def bbox_rule_holds(query: dict[str, Any] | None) -> bool:
 @schemathesis.hook
 def filter_query(ctx: Any, query: dict[str, Any] | None) -> bool:
     return bbox_rule_holds(query)
+
+
+def tile_in_matrix(path: dict[str, Any] | None) -> bool:
+    """False for a tile whose row or column is not below 2^tileMatrix: the tile matrix's
+    size depends on the zoom, which JSON Schema cannot say (the document says it in words)."""
+    values = path or {}
+    try:
+        z, row, col = int(values["tileMatrix"]), int(values["tileRow"]), int(values["tileCol"])
+    except (KeyError, TypeError, ValueError):
+        return True  # not a tile path, or not integers: the server refuses it, as it should
+    return not 0 <= z <= 24 or (row < 1 << z and col < 1 << z)
+
+
+@schemathesis.hook
+def filter_path_parameters(ctx: Any, path_parameters: dict[str, Any] | None) -> bool:
+    return tile_in_matrix(path_parameters)

@@ -22,14 +22,19 @@ BOX = (4.82, 45.74, 4.86, 45.78)
 
 
 def wait_index(url: str, name: str, timeout: float = 120.0) -> dict[str, Any]:
+    return wait_ready(url, name, "index", timeout)
+
+
+def wait_ready(url: str, name: str, member: str, timeout: float) -> dict[str, Any]:
+    """The state of a collection's artifact (``index``, ``tiles``) once it is ready."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        state = requests.get(f"{url}/collections/{name}", timeout=10).json()["index"]
+        state = requests.get(f"{url}/collections/{name}", timeout=10).json()[member]
         if state["status"] == "ready":
             return state  # type: ignore[no-any-return]
         assert state["status"] != "failed", state
         time.sleep(0.2)
-    raise TimeoutError(f"the index of {name} was not ready within {timeout} s")
+    raise TimeoutError(f"the {member} of {name} was not ready within {timeout} s")
 
 
 @pytest.fixture(scope="module")

@@ -254,13 +254,13 @@ def test_small_files_get_their_variants_while_published(data_dir: Path) -> None:
     catalog = Catalog(settings, schedule=scheduler, artifacts=registry(settings))
     version = catalog.current("roads")
     assert version.variant("gzip") is not None and version.variant("br") is not None
-    assert [b.artifact for b in scheduler.builds] == ["index"]  # the rest is a job
+    assert [b.artifact for b in scheduler.builds] == ["index", "tiles"]  # the rest are jobs
 
     publish(data_dir / "roads.geojson", OTHER + b" " * len(ROADS))  # above the limit
     bigger = catalog.current("roads")
     assert bigger.variant("gzip") is None
-    assert [b.artifact for b in scheduler.builds[1:]] == ["variants", "index"]
-    assert {b.version for b in scheduler.builds[1:]} == {bigger.id}
+    assert [b.artifact for b in scheduler.builds[2:]] == ["variants", "index", "tiles"]
+    assert {b.version for b in scheduler.builds[2:]} == {bigger.id}
 
 
 def test_a_state_check_takes_no_lock_and_submits_nothing(data_dir: Path) -> None:

@@ -40,10 +40,12 @@ def html_alternate(href: str, title: str = "This document as HTML") -> dict[str,
     return link(href + "?f=html", "alternate", HTML, title)
 
 
-def landing(url: Url, title: str) -> dict[str, Any]:
+def landing(url: Url, title: str, extra: Iterable[dict[str, str]] = ()) -> dict[str, Any]:
+    """The landing page; ``extra`` are the links of other parts (the tiles)."""
     return {
         "title": title,
-        "description": "GeoJSON datasets as whole files and as OGC API - Features collections.",
+        "description": "GeoJSON datasets as whole files, as OGC API - Features collections "
+                       "and as vector tiles (OGC API - Tiles).",
         "links": [
             link(url("features.landing"), "self", JSON, "This document"),
             html_alternate(url("features.landing")),
@@ -54,19 +56,24 @@ def landing(url: Url, title: str) -> dict[str, Any]:
             link(url("api.datasets"), "datasets", JSON, "Datasets as whole files"),
             link(url("api.healthz"), "health", JSON, "Liveness"),
             link(url("api.readyz"), "ready", JSON, "Readiness"),
+            *extra,
         ],
     }
 
 
-def conformance() -> dict[str, Any]:
-    return {"conformsTo": CONFORMANCE}
+def conformance(extra: Iterable[str] = ()) -> dict[str, Any]:
+    return {"conformsTo": [*CONFORMANCE, *extra]}
 
 
 def collection(
     url: Url, name: str, extent: list[float] | None, index: dict[str, Any],
-    features: int,
+    features: int, extra: dict[str, Any] | None = None,
+    extra_links: Iterable[dict[str, str]] = (),
 ) -> dict[str, Any]:
-    """One collection: a dataset's current version seen as features."""
+    """One collection: a dataset's current version seen as features.
+
+    ``extra`` members and ``extra_links`` come from other parts (the tiles' state
+    and links)."""
     doc: dict[str, Any] = {
         "id": name,
         "title": name,
@@ -75,6 +82,7 @@ def collection(
         "crs": [CRS84],
         "storageCrs": CRS84,
         "index": index,
+        **(extra or {}),
         "links": [
             link(url("features.collection", cid=name), "self", JSON, "This collection"),
             html_alternate(url("features.collection", cid=name)),
@@ -83,6 +91,7 @@ def collection(
                  "http://www.opengis.net/def/rel/ogc/1.0/queryables", SCHEMA,
                  "Properties to filter and sort on"),
             link(url("delivery.geojson", raw=name), "enclosure", GEOJSON, "The whole file"),
+            *extra_links,
         ],
     }
     if extent:

@@ -27,6 +27,7 @@ from ..delivery import DOWNLOAD_VALUES
 from ..http import GEOJSON, HTML, JSON, OPENAPI, SCHEMA
 from ..names import MAX_NAME_LENGTH
 from ..settings import Settings
+from ..tiles.documents import MVT, PMTILES, STYLE
 from .documents import Url
 from .params import CRS84, CRS84H, INT64_MAX, INT64_MIN, ITEMS_PARAMETERS
 from .query import Queryable
@@ -82,6 +83,7 @@ _COMMON = ["400"]
 # Documents with an ETag (geojson_api.http): 304 for If-None-Match, 412 for If-Match.
 _CONDITIONAL_JSON = ["304", "400", "404", "412", "503"]
 OGC = "OGC API - Features"
+TILES = "OGC API - Tiles"
 WHOLE = "Whole files"
 ITEMS_PARAMS = ["bbox", "bbox-crs", "limit", "offset", "f"]
 
@@ -120,6 +122,7 @@ def _paths() -> dict[str, Any]:
         "/collections/{collectionId}/items/{featureId}": {"get": _operation(
             "One feature", "getFeature", _ok("The feature", "Feature", GEOJSON, JSON),
             ["collectionId", "featureId", "f"], _CONDITIONAL_JSON, OGC)},
+        **_tile_paths(),
         "/geojson/{name}": {"get": _operation(
             "A dataset as one file (Range, ETag, gzip/br)", "getDatasetFile",
             {"description": "The whole file", "content": {GEOJSON: {"schema": {}}}},
@@ -133,6 +136,54 @@ def _paths() -> dict[str, Any]:
             "One dataset's metadata", "getDataset",
             _ok("The dataset", "Dataset", JSON, page=False),
             ["name"], _CONDITIONAL_JSON, WHOLE)},
+    }
+
+
+def _tile_paths() -> dict[str, Any]:
+    """OGC API - Tiles (geojson_api.tiles): tile matrix sets, tilesets, tiles, archive, style."""
+    tms = ["collectionId", "tileMatrixSetId"]
+    tile_ok = {"description": "The vector tile (gzip-encoded for clients that accept it)",
+               "content": {MVT: {"schema": {"type": "string", "format": "binary"}}}}
+    return {
+        "/tileMatrixSets": {"get": _operation(
+            "The tile matrix sets", "getTileMatrixSetsList",
+            _ok("WebMercatorQuad", "Object", JSON), ["f"], ["304", "400", "412"], TILES)},
+        "/tileMatrixSets/{tileMatrixSetId}": {"get": _operation(
+            "One tile matrix set (OGC 2D TMS 2.0 JSON)", "getTileMatrixSet",
+            _ok("The tile matrix set", "Object", JSON), ["tileMatrixSetId", "f"],
+            ["304", "400", "404", "412"], TILES)},
+        "/collections/{collectionId}/tiles": {"get": _operation(
+            "The collection's vector tilesets", "getCollectionVectorTilesets",
+            _ok("The tilesets", "Object", JSON), ["collectionId", "f"],
+            _CONDITIONAL_JSON, TILES)},
+        "/collections/{collectionId}/tiles/{tileMatrixSetId}": {"get": {**_operation(
+            "A tileset's metadata, or its TileJSON 3.0 (`f=tilejson`)",
+            "describeCollectionVectorTileset", _ok("The tileset", "Object", JSON),
+            [*tms, "tilesetFormat"], _CONDITIONAL_JSON, TILES),
+            "description": "The metadata says which tile matrix is the first from which every "
+                           "feature is in every tile it touches (`completeTileMatrix`) and that "
+                           "deeper ones are overzoomed by the client. TileJSON needs the built "
+                           "tiles: 503 with Retry-After while they are built."}},
+        "/collections/{collectionId}/tiles/{tileMatrixSetId}/{tileMatrix}/{tileRow}/{tileCol}":
+            {"get": {**_operation(
+                "One vector tile", "getCollectionVectorTile", tile_ok,
+                [*tms, "tileMatrix", "tileRow", "tileCol"], _CONDITIONAL_JSON, TILES,
+                extra_ok={"204": {"description": "No feature touches this tile"}}),
+                "description": "400 for indices that are not integers, negative, or outside "
+                               "the tile matrix (rows and columns below 2^tileMatrix); 404 "
+                               "outside the tileset's tileMatrixSetLimits (zooms not built: "
+                               "overzoom); 503 `tiles-not-ready` with Retry-After while the "
+                               "tiles are built, `tiles-failed` if they could not be."}},
+        "/collections/{collectionId}/tiles/{tileMatrixSetId}.pmtiles": {"get": _operation(
+            "Every tile in one PMTiles archive (Range, ETag)", "getCollectionTileArchive",
+            {"description": "The archive", "content": {PMTILES: {"schema": {}}}},
+            tms, ["304", "400", "404", "412", "416", "503"], TILES,
+            extra_ok={"206": {"description": "The requested byte range",
+                              "content": {PMTILES: {"schema": {}}}}})},
+        "/collections/{collectionId}/styles/default": {"get": _operation(
+            "A default MapLibre style for the collection's tiles", "getCollectionStyle",
+            _ok("A MapLibre (Mapbox GL) style", "Object", STYLE), ["collectionId", "f"],
+            _CONDITIONAL_JSON, TILES)},
     }
 
 
@@ -219,6 +270,17 @@ def _parameters(settings: Settings) -> dict[str, Any]:
         "f": query("f", "Response encoding: `html` for the page (also chosen by "
                         "`Accept: text/html`), else JSON.",
                    {"type": "string", "enum": ["json", "geojson", "html"]}),
+        "tilesetFormat": query("f", "`json` (OGC tileset metadata) or `tilejson` (TileJSON "
+                                    "3.0).", {"type": "string", "enum": ["json", "tilejson"]}),
+        "tileMatrixSetId": path("tileMatrixSetId", "The tile matrix set (only "
+                                                   "WebMercatorQuad).",
+                                {"type": "string", "enum": ["WebMercatorQuad"]}),
+        "tileMatrix": path("tileMatrix", "The zoom level, 0-24.",
+                           {"type": "integer", "minimum": 0, "maximum": 24}),
+        "tileRow": path("tileRow", "The row from the north, below 2^tileMatrix.",
+                        {"type": "integer", "minimum": 0, "maximum": 2**24 - 1}),
+        "tileCol": path("tileCol", "The column from the west, below 2^tileMatrix.",
+                        {"type": "integer", "minimum": 0, "maximum": 2**24 - 1}),
     }
 
 
@@ -229,6 +291,7 @@ def _schemas() -> dict[str, Any]:
     obj = {"type": "object"}
     return {
         "Link": link,
+        "Object": {"type": "object"},
         "Error": {"type": "object", "required": ["code", "description"],
                   "properties": {"code": {"type": "string"},
                                  "description": {"type": "string"}}},
@@ -285,15 +348,17 @@ def _responses() -> dict[str, Any]:
                                        "matches the ETag (or, for whole files, nothing "
                                        "changed since If-Modified-Since)."},
         "BadRequest": error("A malformed name, unknown parameter or invalid value."),
-        "NotFound": error("No such collection, dataset or feature."),
+        "NotFound": error("No such collection, dataset, feature or tile matrix set, or a tile "
+                          "outside the tileset's limits."),
         "PreconditionFailed": error(
             "If-Match matched no current ETag (a weak ETag matches only `*`), or, for "
             "whole files, the file changed after If-Unmodified-Since."),
         "RangeNotSatisfiable": error("The Range lies beyond the end of the file."),
         "UriTooLong": error("The request line is over the server's limit."),
         "HeadersTooLarge": error("The request's headers are over the server's limits."),
-        "Unavailable": error("The dataset, its copy or its index is not ready yet, or could "
-                             "not be published (storage-full); see Retry-After.", retry=True),
+        "Unavailable": error("The dataset, its copy, its index or its tiles are not ready "
+                             "yet, or could not be published (storage-full) or built "
+                             "(index-failed, tiles-failed); see Retry-After.", retry=True),
     }
 
 
@@ -307,11 +372,12 @@ def document(url: Url, settings: Settings,
     return {
         "openapi": "3.0.3",
         "info": {"title": "geojson-api", "version": "1.0.0",
-                 "description": "GeoJSON datasets as whole files and as OGC API - "
-                                "Features collections.",
+                 "description": "GeoJSON datasets as whole files, as OGC API - "
+                                "Features collections and as vector tiles (OGC API - "
+                                "Tiles).",
                  "license": {"name": "MIT"}},
         "servers": [{"url": base or "/"}],
-        "tags": [{"name": OGC}, {"name": WHOLE}],
+        "tags": [{"name": OGC}, {"name": TILES}, {"name": WHOLE}],
         "paths": paths,
         "components": {"parameters": _parameters(settings), "schemas": _schemas(),
                        "responses": _responses()},

@@ -14,6 +14,8 @@ from ..catalog import Catalog, Version
 from ..errors import APIError, FeatureNotFound
 from ..names import parse_request_name
 from ..settings import Settings
+from ..tiles import documents as tile_documents
+from ..tiles.tilesets import Tilesets
 from ..web import negotiation, pages
 from ..web.negotiation import negotiate
 from . import documents, openapi, render, sqlite_index
@@ -57,11 +59,17 @@ def _geojson_type() -> str:
     return http.JSON if request.args.get("f") == "json" else http.GEOJSON
 
 
+def _tilesets() -> Tilesets:
+    return current_app.extensions["tilesets"]  # type: ignore[no-any-return]
+
+
 def _collection(name: str) -> tuple[Version, dict[str, Any]]:
     version = _catalog().current(parse_request_name(name))
     state = _indexes().state(version)
+    tiles = {"tiles": _tilesets().state(version).as_dict()}
     doc = documents.collection(_url, version.name, version.meta.get("bbox"), state.as_dict(),
-                               version.meta["features"])
+                               version.meta["features"], tiles,
+                               tile_documents.collection_links(_url, version.name))
     return version, doc
 
 
@@ -76,14 +84,14 @@ def _collection_crumbs(name: str) -> list[tuple[str, str]]:
 @bp.get("/")
 def landing() -> Response:
     _args()
-    doc = documents.landing(_url, "geojson-api")
+    doc = documents.landing(_url, "geojson-api", tile_documents.landing_links(_url))
     return negotiate(doc, lambda: _json(doc), "landing.html", title="geojson-api")
 
 
 @bp.get("/conformance")
 def conformance() -> Response:
     _args()
-    doc = documents.conformance()
+    doc = documents.conformance(tile_documents.CONFORMANCE)
     return negotiate(doc, lambda: _json(doc), "conformance.html", title="Conformance",
                      crumbs=[])
 
