@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
+import shutil
 import threading
 import time
 from collections import Counter
@@ -19,25 +21,47 @@ import requests
 from ..integration.servers import GunicornServer, free_port
 from .conftest import VIEWPORT, Watched, watch
 
-READY_TIMEOUT = 600  # seconds for the large sample's index to be built on a busy machine
+READY_TIMEOUT = 600  # seconds for the large sample's index or tiles on a busy machine
 
 
-def _wait_index(url: str, name: str) -> None:
+def _index_state(url: str, name: str) -> str:
+    return str(requests.get(f"{url}/collections/{name}", timeout=30).json()["index"]["status"])
+
+
+def _tiles_state(url: str, name: str) -> str:
+    doc = requests.get(f"{url}/collections/{name}/tiles/WebMercatorQuad", timeout=30).json()
+    return str(doc["tiles"]["status"])
+
+
+def _wait(state: Callable[[str, str], str], url: str, name: str) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
-        doc = requests.get(f"{url}/collections/{name}", timeout=30).json()
-        if doc.get("index", {}).get("status") == "ready":
+        found = state(url, name)
+        if found == "ready":
             return
+        assert found != "failed", f"{state.__name__} of {name}: failed"
         time.sleep(2)
-    raise AssertionError(f"the index of {name} was not ready in {READY_TIMEOUT} s")
+    raise AssertionError(f"{state.__name__} of {name} was not ready in {READY_TIMEOUT} s")
 
 
 @pytest.fixture(scope="module")
-def server(serve_samples: Callable[..., GunicornServer]) -> GunicornServer:
-    srv = serve_samples("small", "medium", "large")
+def server(samples: Path, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[GunicornServer]:
+    """small, medium and large, published on first request rather than before the workers
+    start (so the index and tiles of large are built while the tests watch)."""
+    data = tmp_path_factory.mktemp("dashboard-data")
     for name in ("small", "medium", "large"):
-        _wait_index(srv.url, name)
-    return srv
+        shutil.copyfile(samples / f"{name}.geojson", data / f"{name}.geojson")
+    log = tmp_path_factory.mktemp("dashboard-logs") / "gunicorn.log"
+    srv = GunicornServer(data, log, workers=2,
+                         env={"GEOJSON_API_PREPARE_ON_START": "false"}).start()
+    try:
+        for name in ("small", "medium", "large"):
+            _wait(_index_state, srv.url, name)
+        yield srv
+    finally:
+        srv.stop()
+        assert "Traceback" not in srv.log()
 
 
 def _features(server: GunicornServer, name: str) -> list[dict[str, Any]]:
@@ -74,6 +98,27 @@ def _turn_on(page: Any, name: str) -> None:
 
 def _rendered(page: Any, name: str) -> set[Any]:
     return set(page.evaluate("(name) => window.dashboard.renderedIds(name)", name))
+
+
+def test_large_is_paged_while_its_tiles_are_built_then_tiled(
+        server: GunicornServer, watched: Watched) -> None:
+    """First in this module: the index of large is ready, its tiles (made from the index,
+    by the same job queue) are not yet."""
+    assert _tiles_state(server.url, "large") != "ready"
+    transfers = Transfers(watched.page)
+    page = _open(watched, server.url)
+    _turn_on(page, "large")
+    assert page.evaluate("() => window.dashboard.mode('large')") == "pages"
+    assert len(_rendered(page, "large")) == 1000  # one bbox page of the items in view
+    status = page.locator("#status").inner_text()
+    assert re.search(r"large: 1,000 of \d{2,3},\d{3} features in view", status), status
+    _wait(_tiles_state, server.url, "large")
+    page.wait_for_function("() => window.dashboard.mode('large') === 'tiles'",
+                           timeout=60_000)  # the layer asks again every 10 s
+    page.evaluate("() => window.dashboard.settled()")
+    assert len(_rendered(page, "large")) > 1000
+    assert not [url for url, _ in transfers.seen if "/geojson/large" in url]
+    watched.assert_clean()
 
 
 def test_lists_the_datasets_and_filters_them_by_name(server: GunicornServer,
@@ -113,7 +158,7 @@ def test_large_draws_what_is_in_view_without_the_whole_file(
     transfers = Transfers(watched.page)
     page = _open(watched, server.url)
     _turn_on(page, "large")
-    assert page.evaluate("() => window.dashboard.mode('large')") in ("tiles", "pages")
+    assert page.evaluate("() => window.dashboard.mode('large')") == "tiles"
     first = _rendered(page, "large")
     assert len(first) > 100
     size = (server.data_dir / "large.geojson").stat().st_size
