@@ -80,8 +80,10 @@ def make_app(data_dir: Path) -> Iterator[Callable[..., Flask]]:
     """Build an app over ``data_dir`` with settings overrides; waits for background jobs."""
 
     def build(**overrides: Any) -> Flask:
+        # No vector tiles unless a test asks (tiles=True): each build runs tippecanoe,
+        # which would add a second to most tests for nothing they check.
         values: dict[str, Any] = {"data_dir": data_dir, "compress_min_bytes": 1,
-                                  "settle_seconds": 0.0}
+                                  "settle_seconds": 0.0, "tiles": False}
         values.update(overrides)
         app = create_app(Settings(**values))
         app.test_client_class = BufferedClient

@@ -31,7 +31,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     delivery.init_app(app, catalog, settings)
     api.init_app(app)
     features.init_app(app, catalog)
-    tiles.init_app(app, catalog, settings)
+    if settings.tiles:
+        tiles.init_app(app, catalog, settings)
     cors.init_app(app, settings.cors_origin_list, settings.cors_credentials,
                   settings.cors_max_age)  # around the fast lane: every answer has them
     if settings.profile_dir is not None:  # outermost: it sees the fast lane too

@@ -241,6 +241,8 @@ def cmd_tiles(args: argparse.Namespace) -> int:
     settings, failed = _with_data("tiles", args)
     if failed is not None:
         return failed
+    if not settings.tiles:
+        return fail("tiles", "vector tiles are off (GEOJSON_API_TILES=false)")
     out = Path(args.out)
     if out.is_dir() or not out.parent.is_dir():
         return fail("tiles", f"cannot write {out}: " + (

@@ -140,6 +140,8 @@ def tiles(settings: Settings, index: Artifact) -> Artifact:
 def registry(settings: Settings) -> tuple[Artifact, ...]:
     """Every artifact of a version, in the order their builds are scheduled."""
     spatial = index(settings)
+    if not settings.tiles:  # GEOJSON_API_TILES=false
+        return (variants(settings), spatial)
     return (variants(settings), spatial, tiles(settings, spatial))
 
 

@@ -247,6 +247,12 @@ class Settings:
         rule=NONNEGATIVE,
     )
     # -- vector tiles (docs/tiles.md) ---------------------------------------------
+    tiles: bool = _setting(
+        True,
+        "Build vector tiles (OGC API - Tiles) for every version. Off: no tile builds and no "
+        "tile endpoints; the dashboard pages big layers by bbox.",
+        "tiles",
+    )
     tiles_max_zoom: int = _setting(
         14, "Deepest zoom built into each version's tile archive; clients overzoom beyond.",
         "tiles",

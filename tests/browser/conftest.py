@@ -177,3 +177,29 @@ def axe_source() -> str:
     if not AXE.is_file():
         _missing(f"{AXE} is missing: run make assets (npm ci in web/)")
     return AXE.read_text()
+
+
+@pytest.fixture
+def axe_context(chromium: Any) -> Iterator[Any]:
+    """A browser context that lets axe-core in: ``add_script_tag`` inserts an inline
+    script, which the pages' CSP would refuse."""
+    context = chromium.new_context(bypass_csp=True, viewport=VIEWPORT)
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+def serious_violations(page: Any, axe_source: str) -> list[tuple[str, str, list[Any]]]:
+    """axe-core's serious and critical findings on ``page`` (id, impact, the elements)."""
+    page.add_script_tag(content=axe_source)
+    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    return [(v["id"], v["impact"], [n["target"] for n in v["nodes"]])
+            for v in result["violations"] if v["impact"] in ("serious", "critical")]
+
+
+def screenshot(page: Any, path: Path) -> None:
+    """A full-page screenshot, checked to hold an image (not an empty page)."""
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000
+

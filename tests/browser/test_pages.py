@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from ..integration.servers import GunicornServer
-from .conftest import VIEWPORT, Watched, watch
+from .conftest import Watched, screenshot, serious_violations, watch
 
 PAGES = ["/", "/conformance", "/collections", "/collections/small",
          "/collections/small/queryables", "/collections/small/items",
@@ -107,21 +107,11 @@ def test_drawing_a_box_on_the_map_becomes_the_query(
 
 
 def test_items_page_has_no_serious_accessibility_violation(
-        server: GunicornServer, chromium: Any, axe_source: str, artifact_dir: Path) -> None:
-    # axe-core is added as an inline script: a context that bypasses the page's CSP for it.
-    context = chromium.new_context(bypass_csp=True, viewport=VIEWPORT)
-    try:
-        watched = watch(context)
-        page = watched.page
-        page.goto(server.url + "/collections/small/items?limit=20")
-        page.locator("[data-map][data-state=ready]").wait_for()
-        page.add_script_tag(content=axe_source)
-        result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-        bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]])
-               for v in result["violations"] if v["impact"] in ("serious", "critical")]
-        assert bad == []
-        page.screenshot(path=str(artifact_dir / "items.png"), full_page=True)
-        assert (artifact_dir / "items.png").stat().st_size > 10_000
-        watched.assert_clean()
-    finally:
-        context.close()
+        server: GunicornServer, axe_context: Any, axe_source: str, artifact_dir: Path) -> None:
+    watched = watch(axe_context)
+    page = watched.page
+    page.goto(server.url + "/collections/small/items?limit=20")
+    page.locator("[data-map][data-state=ready]").wait_for()
+    assert serious_violations(page, axe_source) == []
+    screenshot(page, artifact_dir / "items.png")
+    watched.assert_clean()

@@ -28,7 +28,7 @@ def _url(tile: grid.Tile) -> str:
 
 
 def _prepared(make_app: Callable[..., Flask], **overrides: Any) -> Flask:
-    app = make_app(**overrides)
+    app = make_app(**{"tiles": True, **overrides})
     app.extensions["catalog"].prepare("roads")
     return app
 
@@ -38,7 +38,9 @@ def tiled(make_app: Callable[..., Flask]) -> FlaskClient:
     return _prepared(make_app).test_client()
 
 
-def test_tiles_while_building_answer_503_with_retry_after(client: FlaskClient) -> None:
+def test_tiles_while_building_answer_503_with_retry_after(
+        make_app: Callable[..., Flask]) -> None:
+    client = make_app(tiles=True).test_client()
     r = client.get(_url(LINE_TILE))
     assert r.status_code == 503 and r.headers["Retry-After"] == "5"
     assert r.json["code"] == "tiles-not-ready" and "queued" in r.json["description"]
@@ -209,7 +211,7 @@ def test_a_dataset_without_geometries_gets_empty_tiles(make_app: Callable[..., F
 
 
 def test_a_failed_build_is_reported(make_app: Callable[..., Flask]) -> None:
-    app = make_app()
+    app = make_app(tiles=True)
     version = app.extensions["catalog"].current("roads")
     builder.record_failure(version.directory, "RuntimeError: tippecanoe failed: no")
     client = app.test_client()
@@ -217,3 +219,18 @@ def test_a_failed_build_is_reported(make_app: Callable[..., Flask]) -> None:
         "status": "failed", "error": "RuntimeError: tippecanoe failed: no"}
     r = client.get(_url(LINE_TILE))
     assert r.status_code == 503 and r.json["code"] == "tiles-failed"
+
+
+def test_tiles_off_means_no_builds_no_endpoints_no_links(make_app: Callable[..., Flask]) -> None:
+    """GEOJSON_API_TILES=false: the other artifacts only, and nothing names tiles."""
+    app = make_app(tiles=False)
+    client = app.test_client()
+    assert list(app.extensions["catalog"].artifacts.registry) == ["variants", "index"]
+    assert client.get(_url(LINE_TILE)).status_code == 404
+    assert client.get("/tileMatrixSets").status_code == 404
+    collection = client.get("/collections/roads").json
+    assert "tiles" not in collection
+    assert not [link for link in collection["links"] if "tiles" in link["href"]]
+    assert not [c for c in client.get("/conformance").json["conformsTo"] if "tiles" in c]
+    assert not [p for p in client.get("/api").json["paths"] if "tile" in p.lower()]
+

@@ -33,3 +33,14 @@ def test_errors_are_one_line_and_exit_2(data_dir: Path, tmp_path: Path, dataset:
     code = main(["tiles", dataset, "--out", str(tmp_path / out), "--data", str(data_dir)])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_tiles_off_is_one_line_and_exit_2(data_dir: Path, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("GEOJSON_API_TILES", "false")
+    out = tmp_path / "roads.pmtiles"
+    assert main(["tiles", "roads", "--out", str(out), "--data", str(data_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "GEOJSON_API_TILES=false" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()

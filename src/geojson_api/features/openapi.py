@@ -88,7 +88,7 @@ WHOLE = "Whole files"
 ITEMS_PARAMS = ["bbox", "bbox-crs", "limit", "offset", "f"]
 
 
-def _paths() -> dict[str, Any]:
+def _paths(tiles: bool) -> dict[str, Any]:
     # properties, sortby and the filters depend on the collection: its own path has them.
     items_params = ["collectionId", *ITEMS_PARAMS]
     return {
@@ -122,7 +122,7 @@ def _paths() -> dict[str, Any]:
         "/collections/{collectionId}/items/{featureId}": {"get": _operation(
             "One feature", "getFeature", _ok("The feature", "Feature", GEOJSON, JSON),
             ["collectionId", "featureId", "f"], _CONDITIONAL_JSON, OGC)},
-        **_tile_paths(),
+        **(_tile_paths() if tiles else {}),
         "/geojson/{name}": {"get": _operation(
             "A dataset as one file (Range, ETag, gzip/br)", "getDatasetFile",
             {"description": "The whole file", "content": {GEOJSON: {"schema": {}}}},
@@ -366,7 +366,7 @@ def document(url: Url, settings: Settings,
              collections: Sequence[CollectionInfo] = ()) -> dict[str, Any]:
     """The whole OpenAPI document for this server and its published collections."""
     base = url("features.landing").rstrip("/")
-    paths = _paths()
+    paths = _paths(settings.tiles)
     for info in collections:
         paths[f"/collections/{info.name}/items"] = _collection_items(info)
     return {
@@ -377,7 +377,8 @@ def document(url: Url, settings: Settings,
                                 "Tiles).",
                  "license": {"name": "MIT"}},
         "servers": [{"url": base or "/"}],
-        "tags": [{"name": OGC}, {"name": TILES}, {"name": WHOLE}],
+        "tags": [{"name": OGC}, *([{"name": TILES}] if settings.tiles else []),
+                 {"name": WHOLE}],
         "paths": paths,
         "components": {"parameters": _parameters(settings), "schemas": _schemas(),
                        "responses": _responses()},

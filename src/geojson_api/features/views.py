@@ -59,17 +59,19 @@ def _geojson_type() -> str:
     return http.JSON if request.args.get("f") == "json" else http.GEOJSON
 
 
-def _tilesets() -> Tilesets:
-    return current_app.extensions["tilesets"]  # type: ignore[no-any-return]
+def _tilesets() -> Tilesets | None:
+    """The tiles of every version, unless they are off (``GEOJSON_API_TILES=false``)."""
+    return current_app.extensions.get("tilesets")
 
 
 def _collection(name: str) -> tuple[Version, dict[str, Any]]:
     version = _catalog().current(parse_request_name(name))
     state = _indexes().state(version)
-    tiles = {"tiles": _tilesets().state(version).as_dict()}
+    tilesets = _tilesets()
+    tiles = None if tilesets is None else {"tiles": tilesets.state(version).as_dict()}
+    links = () if tilesets is None else tile_documents.collection_links(_url, version.name)
     doc = documents.collection(_url, version.name, version.meta.get("bbox"), state.as_dict(),
-                               version.meta["features"], tiles,
-                               tile_documents.collection_links(_url, version.name))
+                               version.meta["features"], tiles, links)
     return version, doc
 
 
@@ -84,14 +86,16 @@ def _collection_crumbs(name: str) -> list[tuple[str, str]]:
 @bp.get("/")
 def landing() -> Response:
     _args()
-    doc = documents.landing(_url, "geojson-api", tile_documents.landing_links(_url))
+    tiled = _tilesets() is not None
+    doc = documents.landing(_url, "geojson-api",
+                            tile_documents.landing_links(_url) if tiled else ())
     return negotiate(doc, lambda: _json(doc), "landing.html", title="geojson-api")
 
 
 @bp.get("/conformance")
 def conformance() -> Response:
     _args()
-    doc = documents.conformance(tile_documents.CONFORMANCE)
+    doc = documents.conformance(tile_documents.CONFORMANCE if _tilesets() is not None else ())
     return negotiate(doc, lambda: _json(doc), "conformance.html", title="Conformance",
                      crumbs=[])
 
