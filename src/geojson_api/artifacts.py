@@ -84,6 +84,8 @@ class Artifact:
     that exist and fail. ``failure`` is why a build failed for good (the data,
     not the disk), if it did. ``inline`` says the artifact is built as part of
     publishing (small files' variants) instead of in the background.
+    ``at_start`` says whether Gunicorn's master builds it before the workers
+    start (``prepare_on_start``); if not, the workers build it in the background.
     """
 
     name: str
@@ -95,6 +97,7 @@ class Artifact:
     expected: Callable[[Version], bool] = _always
     failure: Callable[[Version], str | None] = _no_failure
     inline: Callable[[Version], bool] = _never
+    at_start: bool = True
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,18 @@ class Artifacts:
         self._wanted[(version.name, version.id, name)] = time.monotonic()
         self.schedule.build(Build(name, version.name, version.id))
 
+    def want_missing(self, version: Version) -> None:
+        """A process meets ``version`` for the first time: ask for what it lacks.
+
+        Builds left out of Gunicorn's start-up (``at_start``), or lost with the
+        process that had them queued, start here rather than on the first
+        request that needs them.
+        """
+        for artifact in self.registry.values():
+            if (artifact.expected(version) and not artifact.ready(version)
+                    and artifact.failure(version) is None):
+                self.want(version, artifact.name)
+
     def forget(self) -> None:
         """Forget what was asked for (the state folder changed under this process)."""
         self._wanted.clear()
@@ -192,10 +207,12 @@ class Artifacts:
             if locked:
                 artifact.build(version)
 
-    def build_all(self, version: Version) -> None:
-        """Every expected artifact of ``version``, waiting for other builders (``prepare``)."""
-        for name in self.registry:
-            self.build(version, name, wait=True)
+    def build_all(self, version: Version, at_start: bool = False) -> None:
+        """Every expected artifact of ``version``, waiting for other builders (``prepare``);
+        ``at_start``: only those built before the workers start."""
+        for artifact in self.registry.values():
+            if artifact.at_start or not at_start:
+                self.build(version, artifact.name, wait=True)
 
     # -- reading --------------------------------------------------------------
     def state(self, version: Version, name: str) -> ArtifactState:

@@ -364,7 +364,10 @@ class Catalog:
     def _remember(self, name: str, sig: Signature, version: Version) -> Version:
         if self._state_id is None:  # the state folder this process's memory belongs to
             self._state_id = self._state_identity()
+        known = self._current.get(name)
         self._current[name] = (sig, version)
+        if known is None or known[1].id != version.id:
+            self.artifacts.want_missing(version)  # nothing unless jobs are scheduled
         return version
 
     def version(self, name: str, version_id: str) -> Version:
@@ -499,23 +502,24 @@ class Catalog:
             return  # lost meanwhile: the next request publishes it again
         self.artifacts.build(version, request.artifact)
 
-    def prepare(self, name: str) -> Version:
-        """Publish the current file of ``name``, check it, build every artifact now."""
+    def prepare(self, name: str, at_start: bool = False) -> Version:
+        """Publish the current file of ``name``, check it, build every artifact now
+        (``at_start``: those built before Gunicorn's workers start)."""
         version = self.current(name)
         try:
             self.verify(version)
         except NotReady:
             version = self.current(name)  # its copy was damaged: published again
-        self.artifacts.build_all(version)
+        self.artifacts.build_all(version, at_start)
         return version
 
-    def prepare_all(self, say: Callable[[str], None]) -> int:
+    def prepare_all(self, say: Callable[[str], None], at_start: bool = False) -> int:
         """Publish every dataset and build its artifacts; returns the number of failures."""
         failures = 0
         for name in self.names():
             started = time.monotonic()
             try:
-                version = self.prepare(name)
+                version = self.prepare(name, at_start)
             except APIError as exc:
                 failures += 1
                 say(f"  {name}: not published: {exc.description}")

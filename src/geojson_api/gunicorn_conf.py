@@ -70,7 +70,8 @@ def on_starting(server: object) -> None:
 
     logger.info("preparing datasets in %s", _s.data_dir)
     try:
-        open_catalog(_s, background=False).prepare_all(logger.info)
+        # Tiles are left to the workers (about 100 s per 50 MB): they start, and build them.
+        open_catalog(_s, background=False).prepare_all(logger.info, at_start=True)
     except OSError as exc:  # e.g. no data folder yet: workers answer /readyz with 503
         logger.warning("could not prepare datasets: %s", exc)
 

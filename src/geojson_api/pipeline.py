@@ -134,6 +134,7 @@ def tiles(settings: Settings, index: Artifact) -> Artifact:
         damaged=damaged,
         verify=verify,
         failure=lambda version: tiles_builder.failure(version.directory),
+        at_start=False,  # ~100 s per 50 MB: Gunicorn's workers start first and build them
     )
 
 

@@ -153,8 +153,8 @@ class Settings:
     )
     prepare_on_start: bool = _setting(
         True,
-        "Gunicorn's master publishes every dataset and builds its variants before the "
-        "workers start.",
+        "Gunicorn's master publishes every dataset and builds its variants and index before "
+        "the workers start (the workers then build the vector tiles in the background).",
         "data",
     )
     # -- HTTP ---------------------------------------------------------------

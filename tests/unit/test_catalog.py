@@ -281,3 +281,24 @@ def test_a_state_check_takes_no_lock_and_submits_nothing(data_dir: Path) -> None
     assert not locks.held(lock)
     assert catalog.artifacts.state(version, "index").status == "queued"
     assert scheduler.builds == asked
+
+
+def test_gunicorn_start_leaves_tiles_to_the_workers_which_ask_for_them(data_dir: Path) -> None:
+    """prepare_all(at_start=True) builds variants and index, not tiles; the first process
+    that meets the version (a worker) asks for what is missing, once."""
+    from geojson_api.pipeline import registry
+
+    settings = Settings(data_dir=data_dir, settle_seconds=0.0, compress_min_bytes=1)
+    master = Catalog(settings, schedule=None, artifacts=registry(settings))
+    assert master.prepare_all(lambda line: None, at_start=True) == 0
+    version = master.current("roads")
+    states = {name: master.artifacts.state(version, name).status
+              for name in ("variants", "index", "tiles")}
+    assert states == {"variants": "ready", "index": "ready", "tiles": "queued"}
+    scheduler = RecordingScheduler()
+    worker = Catalog(settings, schedule=scheduler, artifacts=registry(settings))
+    assert worker.current("roads").id == version.id
+    worker.current("roads")
+    assert [(b.artifact, b.version) for b in scheduler.builds] == [("tiles", version.id)]
+    master.prepare_all(lambda line: None)  # `geojson-api prepare`: everything
+    assert master.artifacts.state(version, "tiles").status == "ready"
