@@ -184,3 +184,15 @@ def _check_properties(original: dict[str, Any], decoded: dict[str, Any]) -> None
             assert math.isclose(decoded[key], value, rel_tol=1e-9)
         else:
             assert decoded[key] == value
+
+
+def test_a_version_folder_gone_midway_is_no_failure(tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """The state folder deleted under a build: logged as a disk problem, nothing recorded,
+    nothing raised (the build is asked for again once the version is back)."""
+    from geojson_api.tiles import builder
+
+    gone = tmp_path / "versions" / "roads" / "0123456789abcdef"
+    builder.ensure(gone, gone / "index.sqlite", "roads", 14, None)
+    assert not gone.exists() and "Traceback" not in caplog.text
+    assert "not built" in caplog.text

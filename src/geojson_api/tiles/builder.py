@@ -155,10 +155,13 @@ def ensure(directory: Path, index: Path, name: str, max_zoom: int,
         leftover.unlink(missing_ok=True)
     try:
         built = build(directory, index, name, max_zoom, bounds)
-    except OSError as exc:
+    except (OSError, sqlite3.OperationalError) as exc:  # the disk, not the data
         log.warning("tiles of %s not built, will retry: %s", directory, exc)
         return
     except Exception as exc:  # tippecanoe refused the data, or its archive failed the check
+        if not directory.is_dir():  # the version (or the state folder) went away meanwhile
+            log.warning("tiles of %s not built: the folder went away (%s)", directory, exc)
+            return
         log.exception("tiles of %s failed", directory)
         first_line = next(iter(str(exc).splitlines()), "")
         record_failure(directory, f"{type(exc).__name__}: {first_line}")
