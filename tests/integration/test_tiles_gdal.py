@@ -50,6 +50,7 @@ def grown(box: Box, by: float) -> Box:
 
 @pytest.fixture(scope="module")
 def server(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GunicornServer]:
+    require_module("pyogrio")  # before building tiles for nothing
     data = tmp_path_factory.mktemp("tiles-gdal")
     shutil.copyfile(samples / f"{NAME}.geojson", data / f"{NAME}.geojson")
     log = tmp_path_factory.mktemp("tiles-gdal-logs") / "gunicorn.log"
@@ -84,7 +85,6 @@ def read_with_gdal(url: str, matrix: str, area: Box, extent: Box) -> dict[str, A
 
 
 def test_gdal_ogcapi_driver_reads_the_tiles(server: GunicornServer) -> None:
-    require_module("pyogrio")
     collection = requests.get(f"{server.url}/collections/{NAME}", timeout=10).json()
     meta = requests.get(f"{server.url}/collections/{NAME}/tiles/WebMercatorQuad",
                         timeout=10).json()
