@@ -124,7 +124,8 @@ def tileset(url: Url, name: str, extent: list[float] | None, state: dict[str, An
     doc: dict[str, Any] = {
         "title": name, "description": f"Vector tiles of dataset {name}.",
         "dataType": "vector", "crs": grid.CRS, "tileMatrixSetURI": grid.URI,
-        # the draft's member, which GDAL before 3.7 follows to the tile matrix set
+        # the draft's member, which older GDAL (3.5 and before) follows to the tile matrix set
+        # (3.6.2 and later follow the tiling-scheme link; docs/tiles.md, "GDAL")
         "tileMatrixSetDefinition": url("tiles.matrix_set", tms=grid.ID),
         "tiles": state,
     }
