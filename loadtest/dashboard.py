@@ -17,9 +17,11 @@ Measured per page: milliseconds from navigation start to the first animation fra
 which MapLibre reports a drawn feature of the layer; bytes of every response (headers
 and bodies as transferred; the MapLibre library itself is the same on both sides, so
 the data bytes are also given without ``/assets/``); after the view has settled, the
-main thread's JS heap (Chrome DevTools Protocol ``Performance.getMetrics``) and the
+main thread's JS heap (Chrome DevTools Protocol ``Performance.getMetrics``), the
 resident memory of the renderer processes (the page and MapLibre's workers, where
-GeoJSON is parsed). Results go to ``--out`` as JSON and Markdown.
+GeoJSON is parsed), and the main thread's long tasks (over 50 ms: the longest, and the
+time they blocked past 50 ms each, as Lighthouse's total blocking time counts it).
+Results go to ``--out`` as JSON and Markdown.
 """
 
 from __future__ import annotations
@@ -84,6 +86,14 @@ FIRST_FEATURE = """(name) => new Promise((resolve) => {
     };
     look();
 })"""
+
+# Every main-thread task over 50 ms, from the first byte on (how responsive the page is).
+LONG_TASKS = """
+window.__longTasks = [];
+new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) window.__longTasks.push(entry.duration);
+}).observe({type: "longtask", buffered: true});
+"""
 
 SETTLED = """() => new Promise((resolve) => {
     const map = window.benchMap || window.dashboard.map;
@@ -203,6 +213,7 @@ def one_page(browser: Any, browser_pid: int, url: str, side: str, naive: str) ->
     if side == "naive":
         context.route(f"{url}/naive-dashboard.html",
                       lambda route: route.fulfill(body=naive, content_type="text/html"))
+    context.add_init_script(LONG_TASKS)
     page = context.new_page()
     try:
         if side == "ours":
@@ -222,12 +233,16 @@ def one_page(browser: Any, browser_pid: int, url: str, side: str, naive: str) ->
             return new Set(map.queryRenderedFeatures({layers}).map((f) => f.id)).size;
         }""", NAME)
         rss = renderer_rss(browser_pid)
+        tasks = page.evaluate("() => window.__longTasks")
     finally:
         context.close()
     return {"first_feature_ms": first_ms, "bytes": sum(size for _, size in seen),
             "data_bytes": sum(size for u, size in seen if "/assets/" not in u),
             "requests": len(seen), "js_heap_bytes": metrics.get("JSHeapUsedSize"),
-            "renderer_rss_bytes": rss, "drawn_features": drawn}
+            "renderer_rss_bytes": rss, "drawn_features": drawn,
+            "longest_task_ms": max(tasks, default=0.0),
+            # Lighthouse's "total blocking time": what each long task holds past 50 ms
+            "blocking_ms": sum(t - 50 for t in tasks)}
 
 
 def _size(request: Any) -> int:
@@ -279,6 +294,8 @@ def report(results: dict[str, list[dict[str, Any]]], mode: str) -> str:
             ("data_bytes", "bytes fetched (data, not /assets/)", 1e6, " MB"),
             ("js_heap_bytes", "JS heap (main thread)", 1e6, " MB"),
             ("renderer_rss_bytes", "renderer memory (RSS)", 1e6, " MB"),
+            ("longest_task_ms", "longest main-thread task", 1, " ms"),
+            ("blocking_ms", "main thread blocked (tasks past 50 ms)", 1, " ms"),
             ("drawn_features", "features drawn in the view", 1, "")):
         ours, naive = med("ours", key), med("naive", key)
         ratio = factor(naive, ours) if key != "drawn_features" else "—"

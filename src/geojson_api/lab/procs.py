@@ -13,7 +13,6 @@ database that refuses root).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import pwd
 import signal
 import subprocess
@@ -27,23 +26,12 @@ from typing import Any, Protocol
 
 import psutil
 
+from ..children import die_with_parent as die_with_parent
+from ..children import interrupt_with_parent as interrupt_with_parent
 from ..errors import Interrupted as Interrupted
 from . import LabError
 
-_LIBC = ctypes.CDLL(None, use_errno=True)
-_PR_SET_PDEATHSIG = 1
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-def die_with_parent() -> None:
-    """Run in each child before exec: Linux SIGTERMs it if the lab dies, even by SIGKILL."""
-    _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
-
-
-def interrupt_with_parent() -> None:
-    """Like :func:`die_with_parent` with SIGINT: a Python child gets KeyboardInterrupt
-    and can clean up (``geojson-api stack up`` then stops what it started)."""
-    _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGINT))
 
 
 def spawn(argv: Sequence[str], log: Path, env: dict[str, str] | None = None,

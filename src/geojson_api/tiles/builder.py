@@ -43,6 +43,7 @@ import orjson
 from pmtiles.tile import Compression, TileType, serialize_directory, serialize_header
 
 from .. import integrity
+from ..children import killed_with_parent
 from . import mvt
 from .archive import Archive
 
@@ -286,8 +287,11 @@ def command(source: Path, target: Path, name: str, max_zoom: int, temp: Path) ->
 
 def run_tippecanoe(source: Path, target: Path, name: str, max_zoom: int, temp: Path) -> None:
     """Run tippecanoe; its refusal raises RuntimeError, a disk failure OSError."""
+    # killed_with_parent: a worker stopped mid-build takes its tippecanoe with it (an
+    # orphan would go on for minutes, its files then removed by the next build)
     result = subprocess.run(command(source, target, name, max_zoom, temp),
-                            capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
+                            capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
+                            preexec_fn=killed_with_parent)
     if result.returncode == 0:
         return
     said = " ".join(result.stderr.split())[-300:] or f"exit status {result.returncode}"
