@@ -116,6 +116,7 @@ LIST_TITLES = {**{f"z{z}": f"random tiles, zoom {z}" for z in ZOOMS},
 REQUEST_HEADERS = {"Accept-Encoding": "gzip"}
 EDGE = 1 / grid.TILE_PIXELS  # a pixel of a 256-pixel tile, as a fraction of the tile
 GOAL_RPS, GOAL_P99, GOAL_BUILD_SECONDS = 10.0, 0.1, 60.0
+SURVEY_TILES = 2  # tiles of each list whose content is reported
 TIPG_TILE_LIMIT = 10_000  # tipg's default TIPG_MAX_FEATURES_PER_TILE
 
 
@@ -506,6 +507,9 @@ def markdown_report(meta: dict[str, Any], summaries: Sequence[Summary],
         parts.append(f"## Correctness (zoom {meta['check_zoom']}, our complete zoom)\n")
         parts += [f"- {describe_check(n, c)}" for n, c in checks.items()]
         parts.append("")
+    if meta.get("survey"):
+        parts += ["## What a tile holds (the first tiles of each list, one request at a "
+                  "time)\n", survey_table(meta["survey"])]
     parts += ["## Summary (tiles/s)\n", summary_table(summaries, LIST_TITLES)]
     if found := goals(summaries):
         parts += ["## Goals\n", goals_table(found)]
@@ -544,8 +548,35 @@ def complete_zoom(servers: Sequence[Any]) -> tuple[int, str | None]:
                                              else mapping["property"])
 
 
+def survey(servers: Sequence[Any], lists: TileLists, id_property: str | None,
+           per_list: int = SURVEY_TILES) -> list[dict[str, Any]]:
+    """The first tiles of each list from each server, one request at a time: features,
+    compressed bytes, seconds (what the load runs cannot show: what a tile holds)."""
+    rows = []
+    for name, tiles in lists.lists.items():
+        for tile in tiles[:per_list]:
+            for server in servers:
+                flavour = FLAVOURS[server.name]
+                started = time.monotonic()
+                status, data, _ = fetch_tile(server.base, flavour.tile(tile))
+                seconds = time.monotonic() - started
+                key = id_property if flavour.id_property is None else flavour.id_property
+                rows.append({"list": name, "tile": list(tile), "server": server.name,
+                             "status": status, "bytes": len(gzip.compress(data)),
+                             "features": len(decoded_ids(data, key)), "seconds": seconds})
+    return rows
+
+
+def survey_table(rows: Sequence[dict[str, Any]]) -> str:
+    header = ["List", "Tile (z/row/col)", "Server", "status", "features", "KB (gzip)",
+              "seconds, alone"]
+    return table(header, [[LIST_TITLES[r["list"]], "/".join(map(str, r["tile"])), r["server"],
+                           str(r["status"]), f"{r['features']:,}", fmt(r["bytes"] / 1e3),
+                           fmt(r["seconds"])] for r in rows], text_columns=3)
+
+
 def check_all(servers: Sequence[Any], config: Config, source: Path, extent: grid.Box,
-              meta: dict[str, Any]) -> None:
+              lists: TileLists, meta: dict[str, Any]) -> None:
     zoom, id_property = complete_zoom(servers)
     tiles = random_tiles(extent, zoom, config.check_tiles)
     print(f"loading {source.name} for the brute-force truth; checking {len(tiles)} tiles at "
@@ -557,6 +588,8 @@ def check_all(servers: Sequence[Any], config: Config, source: Path, extent: grid
     meta["check_seconds"] = time.monotonic() - started
     for name, check in meta["checks"].items():
         print(f"  {describe_check(name, check)}", flush=True)
+    meta["survey"] = survey(servers, lists, id_property)
+    print(survey_table(meta["survey"]), flush=True)
 
 
 def dataset_extent(source: Path) -> grid.Box:
@@ -580,7 +613,7 @@ def run(config: Config) -> int:
         meta["lists"] = lists.as_dict()
         servers = start_all(supervisor, config, workdir, source, list(extent), meta)
         if not config.skip_check and "ours" in config.servers:
-            check_all(servers, config, source, extent, meta)
+            check_all(servers, config, source, extent, lists, meta)
         benchmark(config, servers, lists, workdir, runs, supervisor,
                   names=LISTS, script=lua_script(REQUEST_HEADERS))
 

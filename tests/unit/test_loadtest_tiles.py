@@ -177,3 +177,18 @@ def test_command_line_defaults() -> None:
         ["ours", "tipg", "stack"], 10, 3, 100)
     with pytest.raises(SystemExit):
         tiles.parse_config(["--servers", "martin"])
+
+
+def test_the_survey_asks_each_server_for_the_first_tiles_of_each_list(
+        recorder: http.server.ThreadingHTTPServer) -> None:
+    class Server:
+        name = "tipg"
+        base = f"http://127.0.0.1:{recorder.server_address[1]}"
+
+    lists = tiles.TileLists(tiles.make_lists(EXTENT, 5))
+    rows = tiles.survey([Server()], lists, None, per_list=2)
+    assert [r["list"] for r in rows] == ["z8", "z12", "z12", "z14", "z14", "view", "view"]
+    assert {(r["status"], r["features"]) for r in rows} == {(204, 0)}  # the recorder's 204s
+    assert [path for path, _ in _Recorder.seen] == [
+        tiles.FLAVOURS["tipg"].tile(Tile(*r["tile"])) for r in rows]
+    assert "| random tiles, zoom 8 | 8/" in tiles.survey_table(rows)
