@@ -371,6 +371,9 @@ def compare_tile(ids: Sequence[int], ours: set[int], truth: TileTruth) -> dict[s
             "extra_vs_ours": len(extra), "missing_vs_ours": len(missing),
             "extra_at_edge": len(extra & truth.near_edge),
             "missing_at_edge": len(missing & truth.near_edge),
+            "extra_touching": len(extra & truth.exact),
+            "missing_touching": len(missing & truth.exact),
+            "extra_ids": sorted(extra)[:20], "missing_ids": sorted(missing)[:20],
             "extra_vs_truth_inside": len(wrong[0]), "missing_vs_truth_inside": len(wrong[1]),
             "capped": int(len(ids) >= TIPG_TILE_LIMIT)}
 
@@ -405,7 +408,8 @@ def summarize_check(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in rows if "features" in r]
     total = {k: sum(r[k] for r in ok) for k in (
         "features", "duplicates", "extra_vs_ours", "missing_vs_ours", "extra_at_edge",
-        "missing_at_edge", "extra_vs_truth_inside", "missing_vs_truth_inside", "capped")}
+        "missing_at_edge", "extra_touching", "missing_touching", "extra_vs_truth_inside",
+        "missing_vs_truth_inside", "capped")}
     differing = [r for r in ok if r["extra_vs_ours"] or r["missing_vs_ours"]]
     return {
         "tiles": len(rows), "http_problems": len(rows) - len(ok),
@@ -424,9 +428,10 @@ def describe_check(name: str, check: dict[str, Any]) -> str:
             f"hold ours' ids exactly ({check['features']:,} features in all)")
     if check["differing"]:
         text += (f"; {check['differing']} tiles differ: {check['extra_vs_ours']} ids more "
-                 f"({check['extra_at_edge']} within a pixel of the tile's edge), "
+                 f"({check['extra_at_edge']} within a pixel of the tile's edge, "
+                 f"{check['extra_touching']} touching the tile by brute force), "
                  f"{check['missing_vs_ours']} ids fewer ({check['missing_at_edge']} within a "
-                 f"pixel of the edge)")
+                 f"pixel of the edge, {check['missing_touching']} touching the tile)")
     text += (f". Against brute force, away from the edge: {check['extra_vs_truth_inside']} "
              f"ids that do not touch the tile, {check['missing_vs_truth_inside']} touching "
              f"ids absent")

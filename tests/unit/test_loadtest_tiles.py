@@ -138,13 +138,16 @@ def test_ids_are_compared_with_ours_and_explained_by_the_truth() -> None:
     assert (off["extra_vs_ours"], off["extra_at_edge"]) == (2, 1)  # 3 at the edge, 4 not
     assert (off["missing_vs_ours"], off["missing_at_edge"]) == (2, 1)  # 2 at the edge, 5 not
     assert (off["extra_vs_truth_inside"], off["missing_vs_truth_inside"]) == (1, 1)
+    assert (off["extra_touching"], off["missing_touching"]) == (0, 2)
+    assert (off["extra_ids"], off["missing_ids"]) == ([3, 4], [2, 5])
     summary = tiles.summarize_check([{"tile": list(tile), "status": 200, "encoding": "gzip",
                                       "bytes": 9, **same},
                                      {"tile": list(tile), "status": 200, "encoding": "gzip",
                                       "bytes": 9, **off}])
     assert (summary["identical"], summary["differing"], summary["verdict"]) == (
         1, 1, "differs")
-    assert "1 tiles differ: 2 ids more (1 within a pixel" in tiles.describe_check("x", summary)
+    assert "1 tiles differ: 2 ids more (1 within a pixel of the tile's edge, 0 touching" in (
+        tiles.describe_check("x", summary))
 
 
 def test_ids_are_read_from_the_mvt_id_or_a_property() -> None:
