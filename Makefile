@@ -9,6 +9,8 @@
 #   make bench-wholefile  whole-file delivery against nginx, wrk (loadtest/wholefile.py)
 #   make bench-features  OGC API - Features vs pygeoapi and tipg (loadtest/features.py;
 #               installs the peers first with loadtest/peers/setup, as root)
+#   make bench-tiles  vector tiles (app alone, stack with offload) vs tipg's MVT endpoint
+#               (loadtest/tiles.py; installs the peers like bench-features)
 #   make docs   refresh the README configuration table from the settings table
 #   make assets fetch the pinned browser libraries (web/package-lock.json, npm ci) and
 #               copy what the pages serve into src/geojson_api/web/static/vendor
@@ -20,7 +22,7 @@ DATA   ?= var/data
 BIND   ?= 127.0.0.1:8000
 BENCH_ARGS ?=
 
-.PHONY: run test lint bench bench-wholefile bench-features docs assets system-deps clean
+.PHONY: run test lint bench bench-wholefile bench-features bench-tiles docs assets system-deps clean
 
 # The venv sees the system's site-packages: what the machine already has is
 # reused and only what is missing is downloaded (a machine whose Python already
@@ -71,6 +73,10 @@ bench-wholefile: $(BIN)/.installed system-deps
 bench-features: $(BIN)/.installed system-deps
 	./loadtest/peers/setup
 	$(BIN)/python loadtest/features.py
+
+bench-tiles: $(BIN)/.installed system-deps
+	./loadtest/peers/setup
+	$(BIN)/python loadtest/tiles.py
 
 docs: $(BIN)/.installed
 	$(BIN)/python scripts/update-readme

@@ -68,7 +68,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -401,9 +401,10 @@ def best_peer(rows: Sequence[Summary]) -> Summary | None:
                default=None)
 
 
-def summarize(runs: Sequence[Run], servers: Sequence[str]) -> list[Summary]:
+def summarize(runs: Sequence[Run], servers: Sequence[str],
+              queries: Sequence[str] = QUERIES) -> list[Summary]:
     summaries = []
-    for query in QUERIES:
+    for query in queries:
         rows = [summarize_one(query, s, chosen) for s in servers
                 if (chosen := [r for r in runs if r.query == query and r.server == s])]
         best = best_peer(rows)
@@ -419,12 +420,13 @@ def summarize(runs: Sequence[Run], servers: Sequence[str]) -> list[Summary]:
 
 # -- reports ---------------------------------------------------------------------------
 
-def summary_table(summaries: Sequence[Summary]) -> str:
+def summary_table(summaries: Sequence[Summary],
+                  titles: dict[str, str] = QUERY_TITLES) -> str:
     header = ["Query", "Server", "rps (min-max)", "vs best peer", "p50 ms", "p99 ms",
               "p99 vs best peer", "errors / non-2xx", "CPU ms/req", "peak RSS MB",
               "PSS MB", "KB/response"]
     rows = [
-        [QUERY_TITLES[s.query], s.server,
+        [titles[s.query], s.server,
          f"{fmt(s.requests_per_s)} ({fmt(s.rps_min)}-{fmt(s.rps_max)})",
          fmt(s.rps_vs_best_peer, "x"), fmt(s.latency_ms["p50"]), fmt(s.latency_ms["p99"]),
          fmt(s.p99_vs_best_peer, "x"), f"{s.socket_errors} / {s.non_2xx_3xx}",
@@ -471,10 +473,11 @@ def servers_section(meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown_report(meta: dict[str, Any], summaries: Sequence[Summary],
-                    runs: Sequence[Run]) -> str:
-    machine, config = meta["machine"], meta["config"]
-    parts = ["# OGC API - Features: geojson-api vs peers\n"]
+def report_head(title: str, meta: dict[str, Any]) -> list[str]:
+    """A report's title, whether the run was complete, the machine and the versions
+    (loadtest/tiles.py's reports start the same way)."""
+    machine = meta["machine"]
+    parts = [f"# {title}\n"]
     if not meta["complete"]:
         parts.append(f"**INCOMPLETE RUN**: {meta['error']}\n")
     parts.append(
@@ -483,6 +486,13 @@ def markdown_report(meta: dict[str, Any], summaries: Sequence[Summary],
         f"load average at start {', '.join(f'{x:.2f}' for x in machine['loadavg_at_start'])}; "
         f"Python {machine['python']}, {machine['wrk']}. Peers: "
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v) + ".\n")
+    return parts
+
+
+def markdown_report(meta: dict[str, Any], summaries: Sequence[Summary],
+                    runs: Sequence[Run]) -> str:
+    config = meta["config"]
+    parts = report_head("OGC API - Features: geojson-api vs peers", meta)
     parts.append(
         f"Dataset: `{DATASET}.geojson`, {meta['dataset']['bytes']:,} bytes, "
         f"{meta['dataset']['features']:,} features; {len(meta['queries']['boxes'])} boxes "
@@ -575,16 +585,19 @@ def check_all(servers: Sequence[FeatureServer], queries: QuerySet, features: Fea
 
 
 def benchmark(config: Config, servers: Sequence[FeatureServer], queries: QuerySet,
-              workdir: Path, runs: list[Run], supervisor: Supervisor) -> None:
+              workdir: Path, runs: list[Run], supervisor: Supervisor, *,
+              names: Sequence[str] = QUERIES, script: str = WRK_LUA) -> None:
+    """Every list of ``names`` (``queries.paths(server, name)``) on every server, rounds
+    rotated; loadtest/tiles.py drives its tile lists with it too."""
     lua = workdir / "cycle.lua"
-    lua.write_text(WRK_LUA)
-    for query in QUERIES:
+    lua.write_text(script)
+    for query in names:
         files = {}
         for server in servers:
             files[server.name] = workdir / f"{query}-{server.name}.txt"
             files[server.name].write_text("\n".join(queries.paths(server, query)) + "\n")
         for round_no in range(1, config.rounds + 1):
-            block = QUERIES.index(query) * config.rounds + round_no - 1
+            block = list(names).index(query) * config.rounds + round_no - 1
             for position, server in enumerate(rotated(servers, block), 1):
                 slow = server.name in SLOW
                 if slow and round_no > 1:
@@ -603,24 +616,33 @@ def benchmark(config: Config, servers: Sequence[FeatureServer], queries: QuerySe
                       f"CPU {fmt(run.cpu_ms_per_request)} ms/req", flush=True)
 
 
-def run(config: Config) -> int:
-    """Start everything, check, benchmark, write the reports; everything started is
-    stopped whatever happens."""
+Work = Callable[[Path, Supervisor, dict[str, Any], list[Run]], None]
+Report = Callable[[Any, str, dict[str, Any], Sequence[Run]], None]
+
+
+def supervised_run(config: Any, prefix: str, work: Work, report: Report) -> int:
+    """``work(workdir, supervisor, meta, runs)`` in a temporary folder; everything it
+    started is stopped whatever happens, then ``report(config, stamp, meta, runs)``
+    writes what was done (loadtest/tiles.py runs the same way)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     runs: list[Run] = []
-    meta: dict[str, Any] = {
-        "machine": machine_info(), "config": config_dict(config), "servers": {}, "checks": {},
-        "versions": {"geojson-api": dist_version("geojson-api"),
-                     "gunicorn": dist_version("gunicorn"), **peer_versions()},
-    }
+    meta = start_meta(config)
 
     def finish() -> None:
         if runs or meta["servers"]:
             report(config, stamp, meta, runs)
 
-    with (tempfile.TemporaryDirectory(prefix="features-") as tmp,
+    with (tempfile.TemporaryDirectory(prefix=prefix) as tmp,
           supervised(meta, finish) as supervisor):
-        workdir = Path(tmp)
+        work(Path(tmp), supervisor, meta, runs)
+    return 0
+
+
+def run(config: Config) -> int:
+    """Start everything, check, benchmark, write the reports."""
+
+    def work(workdir: Path, supervisor: Supervisor, meta: dict[str, Any],
+             runs: list[Run]) -> None:
         source = make_dataset(workdir / "data")
         features = load_features(source)
         meta["dataset"] = {"bytes": source.stat().st_size, "features": len(features),
@@ -631,7 +653,8 @@ def run(config: Config) -> int:
         if not config.skip_check:
             check_all(servers, queries, features, config, meta)
         benchmark(config, servers, queries, workdir, runs, supervisor)
-    return 0
+
+    return supervised_run(config, "features-", work, report)
 
 
 def report(config: Config, stamp: str, meta: dict[str, Any], runs: Sequence[Run]) -> None:
@@ -642,7 +665,14 @@ def report(config: Config, stamp: str, meta: dict[str, Any], runs: Sequence[Run]
     print(f"\nresults: {json_path}\n         {md_path}")
 
 
-def config_dict(config: Config) -> dict[str, Any]:
+def start_meta(config: Any) -> dict[str, Any]:
+    """What a report says of the run before it starts: machine, options, versions."""
+    return {"machine": machine_info(), "config": config_dict(config), "servers": {},
+            "checks": {}, "versions": {"geojson-api": dist_version("geojson-api"),
+                                       "gunicorn": dist_version("gunicorn"), **peer_versions()}}
+
+
+def config_dict(config: Any) -> dict[str, Any]:
     data = asdict(config)
     data["out"] = str(config.out)
     return data
@@ -650,35 +680,50 @@ def config_dict(config: Config) -> dict[str, Any]:
 
 # -- command line ----------------------------------------------------------------------
 
+def add_common_options(parser: argparse.ArgumentParser, servers: Sequence[str],
+                       full: tuple[int, int], *, runs_of: str, results: Path, quick: str,
+                       start: str, check: str) -> None:
+    """``--servers``, the run options, ``--start-timeout`` and ``--skip-check``: the options
+    of this script that loadtest/tiles.py has too."""
+    parser.add_argument("--servers", type=names_type(servers, "server"), metavar="LIST",
+                        help=f"comma list from {','.join(servers)} (default: all; "
+                             "ours with --quick)")
+    add_run_options(parser, full, runs_of=runs_of, results=results, quick=quick)
+    parser.add_argument("--start-timeout", type=float, default=180.0, metavar="SECONDS",
+                        help=f"how long {start} may take to start (default %(default)s)")
+    parser.add_argument("--skip-check", action="store_true", help=check)
+
+
+def common_config(args: argparse.Namespace, servers: Sequence[str],
+                  full: tuple[int, int]) -> dict[str, Any]:
+    """The configuration of :func:`add_common_options`' options (servers in their order)."""
+    duration, rounds = run_length(args, full)
+    chosen = args.servers or (["ours"] if args.quick else list(servers))
+    return {"servers": [s for s in servers if s in chosen], "duration": duration,
+            "rounds": rounds, "out": args.out.resolve(), "quick": args.quick,
+            "start_timeout": args.start_timeout, "skip_check": args.skip_check}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Benchmark OGC API - Features queries: geojson-api vs pygeoapi and tipg.")
-    parser.add_argument("--servers", type=names_type(SERVERS, "server"), metavar="LIST",
-                        help=f"comma list from {','.join(SERVERS)} (default: all; "
-                             "ours with --quick)")
-    add_run_options(parser, FULL_RUNS, runs_of="query type and server", results=RESULTS_DIR,
-                    quick="smoke run: our server only, 3 s runs, 1 round, fewer checks")
+    add_common_options(parser, SERVERS, FULL_RUNS, runs_of="query type and server",
+                       results=RESULTS_DIR,
+                       quick="smoke run: our server only, 3 s runs, 1 round, fewer checks",
+                       start="a peer (loading included)",
+                       check="do not compare answers with the brute-force check")
     parser.add_argument("--slow-duration", type=at_least_one, default=60, metavar="SECONDS",
                         help="seconds of the one run of a slow server (default %(default)s)")
-    parser.add_argument("--start-timeout", type=float, default=180.0, metavar="SECONDS",
-                        help="how long a peer may take to load and start (default %(default)s)")
     parser.add_argument("--index-timeout", type=float, default=600.0, metavar="SECONDS",
                         help="how long our index may take to be ready (default %(default)s)")
-    parser.add_argument("--skip-check", action="store_true",
-                        help="do not compare answers with the brute-force check")
     return parser
 
 
 def parse_config(argv: Sequence[str] | None) -> Config:
     args = build_parser().parse_args(argv)
-    duration, rounds = run_length(args, FULL_RUNS)
-    servers = args.servers or (["ours"] if args.quick else list(SERVERS))
-    return Config(
-        servers=[s for s in SERVERS if s in servers], duration=duration, rounds=rounds,
-        slow_duration=min(args.slow_duration, duration) if args.quick else args.slow_duration,
-        out=args.out.resolve(), quick=args.quick, start_timeout=args.start_timeout,
-        index_timeout=args.index_timeout, skip_check=args.skip_check,
-    )
+    common = common_config(args, SERVERS, FULL_RUNS)
+    slow = min(args.slow_duration, common["duration"]) if args.quick else args.slow_duration
+    return Config(**common, slow_duration=slow, index_timeout=args.index_timeout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

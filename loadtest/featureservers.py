@@ -175,6 +175,25 @@ def index_state(server: FeatureServer) -> dict[str, Any] | None:
     return index if isinstance(index, dict) else None
 
 
+def wait_for_status(server: FeatureServer, state: Callable[[], dict[str, Any] | None],
+                    what: str, timeout: float, log: Path) -> dict[str, Any]:
+    """Wait until an artifact's ``state()`` says ``"status": "ready"`` (LabError when it
+    says failed); its last state. loadtest/tiles.py waits for our tiles with it."""
+    last: dict[str, Any] = {}
+
+    def ready() -> bool:
+        found = state()
+        if found is not None:
+            last.clear()
+            last.update(found)
+            if found.get("status") == "failed":
+                raise LabError(f"{what} failed: {found}")
+        return bool(found and found.get("status") == "ready")
+
+    wait_for(server.check_alive, ready, what, timeout, log)
+    return last
+
+
 def state_bytes(data_dir: Path) -> dict[str, int]:
     """Bytes of the index files under the state folder (``index.*``, ``*.sqlite``,
     ``*.db`` or in a directory named ``index``/``indexes``/``indices``), and of it all."""
@@ -208,20 +227,9 @@ def start_ours(supervisor: Supervisor, name: str, workdir: Path, source: Path,
     started = time.monotonic()
     child = supervisor.start(name, argv, log, env)
     server = FeatureServer(name, port, [child], FLAVOURS[name])
-    last: dict[str, Any] = {}
-
-    def ready() -> bool:
-        index = index_state(server)
-        if index is not None:
-            last.clear()
-            last.update(index)
-            if index.get("status") == "failed":
-                raise LabError(f"our index build failed: {index}")
-        return bool(index and index.get("status") == "ready")
-
-    wait_for(child.check_alive, ready, "our index", timeout, log)
+    last = wait_for_status(server, lambda: index_state(server), "our index", timeout, log)
     server.startup_seconds = time.monotonic() - started
-    server.info = {"index": dict(last), "seconds_until_ready": server.startup_seconds,
+    server.info = {"index": last, "seconds_until_ready": server.startup_seconds,
                    **state_bytes(data_dir), "argv": argv, "env": OURS[name]}
     return server
 

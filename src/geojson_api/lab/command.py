@@ -144,7 +144,7 @@ def add_run_options(parser: argparse.ArgumentParser, full: tuple[int, int], *, r
                              "--quick)")
     parser.add_argument("--out", type=Path, default=results, metavar="DIR",
                         help="folder for the JSON and Markdown results (default: "
-                             "results/ beside the script)")
+                             "%(default)s)")
     parser.add_argument("--quick", action="store_true", help=quick)
 
 
