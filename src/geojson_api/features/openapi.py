@@ -147,14 +147,14 @@ def _tile_paths() -> dict[str, Any]:
     return {
         "/tileMatrixSets": {"get": _operation(
             "The tile matrix sets", "getTileMatrixSetsList",
-            _ok("WebMercatorQuad", "Object", JSON), ["f"], ["304", "400", "412"], TILES)},
+            _ok("WebMercatorQuad", "Object", JSON), ["jsonFormat"], ["304", "400", "412"], TILES)},
         "/tileMatrixSets/{tileMatrixSetId}": {"get": _operation(
             "One tile matrix set (OGC 2D TMS 2.0 JSON)", "getTileMatrixSet",
-            _ok("The tile matrix set", "Object", JSON), ["tileMatrixSetId", "f"],
+            _ok("The tile matrix set", "Object", JSON), ["tileMatrixSetId", "jsonFormat"],
             ["304", "400", "404", "412"], TILES)},
         "/collections/{collectionId}/tiles": {"get": _operation(
             "The collection's vector tilesets", "getCollectionVectorTilesets",
-            _ok("The tilesets", "Object", JSON), ["collectionId", "f"],
+            _ok("The tilesets", "Object", JSON), ["collectionId", "jsonFormat"],
             _CONDITIONAL_JSON, TILES)},
         "/collections/{collectionId}/tiles/{tileMatrixSetId}": {"get": {**_operation(
             "A tileset's metadata, or its TileJSON 3.0 (`f=tilejson`)",
@@ -182,7 +182,7 @@ def _tile_paths() -> dict[str, Any]:
                               "content": {PMTILES: {"schema": {}}}}})},
         "/collections/{collectionId}/styles/default": {"get": _operation(
             "A default MapLibre style for the collection's tiles", "getCollectionStyle",
-            _ok("A MapLibre (Mapbox GL) style", "Object", STYLE), ["collectionId", "f"],
+            _ok("A MapLibre (Mapbox GL) style", "Object", STYLE), ["collectionId", "jsonFormat"],
             _CONDITIONAL_JSON, TILES)},
     }
 
@@ -270,6 +270,8 @@ def _parameters(settings: Settings) -> dict[str, Any]:
         "f": query("f", "Response encoding: `html` for the page (also chosen by "
                         "`Accept: text/html`), else JSON.",
                    {"type": "string", "enum": ["json", "geojson", "html"]}),
+        "jsonFormat": query("f", "Response encoding (JSON only here).",
+                            {"type": "string", "enum": ["json"]}),
         "tilesetFormat": query("f", "`json` (OGC tileset metadata) or `tilejson` (TileJSON "
                                     "3.0).", {"type": "string", "enum": ["json", "tilejson"]}),
         "tileMatrixSetId": path("tileMatrixSetId", "The tile matrix set (only "

@@ -50,7 +50,8 @@ def _format(*formats: str) -> str:
     """The ``f`` asked for (the first of ``formats`` by default); no other parameter."""
     args = request.args.to_dict(flat=False)
     reject_unknown(args, {"f"})
-    value = single(args, "f") or formats[0]
+    value = single(args, "f")
+    value = formats[0] if value is None else value  # given empty, it is refused
     if value not in formats:
         raise InvalidParameter(f"f={value!r} is not served here; use f={' or f='.join(formats)}")
     return value
