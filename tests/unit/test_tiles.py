@@ -196,3 +196,13 @@ def test_a_version_folder_gone_midway_is_no_failure(tmp_path: Path,
     builder.ensure(gone, gone / "index.sqlite", "roads", 14, None)
     assert not gone.exists() and "Traceback" not in caplog.text
     assert "not built" in caplog.text
+
+
+def test_tippecanoe_losing_its_files_is_a_disk_problem(tmp_path: Path) -> None:
+    """Its input deleted under it (the state folder deleted, then made again): OSError,
+    so the build is asked for again rather than recorded as failed."""
+    from geojson_api.tiles import builder
+
+    with pytest.raises(OSError, match="No such file"):
+        builder.run_tippecanoe(tmp_path / "gone.geojsonl", tmp_path / "out.pmtiles", "roads",
+                               14, tmp_path)

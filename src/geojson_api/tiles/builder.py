@@ -295,7 +295,10 @@ def run_tippecanoe(source: Path, target: Path, name: str, max_zoom: int, temp: P
     if result.returncode == 0:
         return
     said = " ".join(result.stderr.split())[-300:] or f"exit status {result.returncode}"
-    if "No space left" in said or "Disk quota" in said or "I/O error" in said:
+    # The disk, not the data: no space, I/O, or its own files gone (the version folder
+    # was deleted, and maybe made again, under the build)
+    if any(sign in said for sign in ("No space left", "Disk quota", "I/O error",
+                                     "No such file or directory")):
         raise OSError(f"tippecanoe: {said}")
     raise RuntimeError(f"tippecanoe failed: {said}")
 
