@@ -44,6 +44,7 @@ from pmtiles.tile import Compression, TileType, serialize_directory, serialize_h
 
 from .. import integrity
 from ..children import killed_with_parent
+from ..gevent_support import run_blocking
 from . import mvt
 from .archive import Archive
 
@@ -184,14 +185,16 @@ def build(directory: Path, index: Path, name: str, max_zoom: int,
     stem = f".tiles.{os.getpid()}.{time.monotonic_ns()}.tmp"
     features, archive = directory / f"{stem}.geojsonl", directory / f"{stem}.pmtiles"
     try:
-        exported = export(index, features)
+        # Seconds of Python CPU each (export, check): off the hub in a gevent worker, which
+        # would otherwise stop serving meanwhile; tippecanoe's wait is cooperative there.
+        exported = run_blocking(export, index, features)
         exported_at = time.monotonic()
         if exported.features:
             run_tippecanoe(features, archive, name, max_zoom, directory)
         else:
             write_empty(archive)
         tiled_at = time.monotonic()
-        found = check(archive, exported.features)
+        found = run_blocking(check, archive, exported.features)
         found.update({
             "layer": name, "features": exported.features, "ids": exported.ids,
             "idProperty": ID_PROPERTY if exported.ids == "property" else None,
