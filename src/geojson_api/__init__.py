@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from . import api, cache, cors, delivery, errors, pipeline, profiling, web
+from . import api, cache, cors, delivery, errors, pipeline, profiling, requestinfo, web
 from .features import views as features
 from .settings import Settings
 from .tiles import views as tiles
@@ -27,6 +27,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     web.init_app(app, __version__)  # first: it refuses to start without the built assets
     app.extensions["catalog"] = catalog = pipeline.open_catalog(settings)
     errors.init_app(app)
+    requestinfo.init_app(app)
     cache.init_app(app, settings)
     delivery.init_app(app, catalog, settings)
     api.init_app(app)

@@ -8,12 +8,11 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, url_for
 
-from . import http
+from . import http, requestinfo
 from .cache import cached, shared_cache
 from .catalog import Catalog, Version
 from .errors import APIError, error_response
 from .features.params import check_format
-from .names import parse_request_name
 from .web import negotiation
 
 bp = Blueprint("api", __name__)
@@ -153,7 +152,7 @@ def datasets() -> Response:
 def dataset(raw: str) -> Response:
     """One dataset's metadata; ETag and cache keyed by its version."""
     catalog = _catalog()
-    version = catalog.current(parse_request_name(raw))
+    version = requestinfo.resolve(catalog, raw)
     refusal = catalog.refusal(version.name)
     return _answer(f"dataset:{version.name}", [_token(version.name, version, refusal)],
                    lambda: _dump(describe(version, refusal)))

@@ -38,7 +38,7 @@ from urllib.parse import parse_qs
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.wsgi import wrap_file
 
-from . import errors, http
+from . import errors, http, requestinfo
 from .catalog import Catalog, Version
 from .errors import BadRequest, NotReady, StoredFileProblem
 from .http import Header, Reply
@@ -213,7 +213,7 @@ class Delivery:
         (quarantined, made again) and the request answered once more from what is left."""
         name = parse_request_name(raw_name)
         for _ in range(2):
-            version = self.catalog.current(name)
+            version = requestinfo.note_version(environ, self.catalog.current(name))
             try:
                 return self._reply(version, environ)
             except StoredFileProblem as problem:
@@ -334,6 +334,7 @@ class FastLane:
         path: str = environ.get("PATH_INFO", "")
         if not (path.startswith(PREFIX) and environ.get("REQUEST_METHOD") in ("GET", "HEAD")):
             return self.app(environ, start_response)
+        environ[requestinfo.ROUTE] = requestinfo.FAST_LANE_ROUTE
         try:
             reply = self.delivery.reply(path[len(PREFIX):], environ)
         except Exception as exc:  # answered here, as Flask's handlers would: never replayed

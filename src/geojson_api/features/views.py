@@ -8,11 +8,10 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, current_app, request, stream_with_context, url_for
 
-from .. import http
+from .. import http, requestinfo
 from ..cache import shared_cache
 from ..catalog import Catalog, Version
 from ..errors import APIError, FeatureNotFound
-from ..names import parse_request_name
 from ..settings import Settings
 from ..tiles import documents as tile_documents
 from ..tiles.tilesets import Tilesets
@@ -65,7 +64,7 @@ def _tilesets() -> Tilesets | None:
 
 
 def _collection(name: str) -> tuple[Version, dict[str, Any]]:
-    version = _catalog().current(parse_request_name(name))
+    version = requestinfo.resolve(_catalog(), name)
     state = _indexes().state(version)
     tilesets = _tilesets()
     tiles = None if tilesets is None else {"tiles": tilesets.state(version).as_dict()}
@@ -161,7 +160,7 @@ def collection(cid: str) -> Response:
 @bp.get("/collections/<cid>/queryables")
 def queryables(cid: str) -> Response:
     _args()
-    version = _catalog().current(parse_request_name(cid))
+    version = requestinfo.resolve(_catalog(), cid)
     backend = _indexes().backend(version)
     doc = documents.queryables(_url, version.name, backend.queryables())
     return negotiate(doc, lambda: _json(doc, http.SCHEMA), "queryables.html",
@@ -172,7 +171,7 @@ def queryables(cid: str) -> Response:
 @bp.get("/collections/<cid>/items/<path:fid>")
 def item(cid: str, fid: str) -> Response:
     _args()
-    version = _catalog().current(parse_request_name(cid))
+    version = requestinfo.resolve(_catalog(), cid)
     feature = _indexes().backend(version).feature(fid)
     if feature is None:
         raise FeatureNotFound(f"collection {version.name!r} has no feature {fid!r}")
@@ -190,7 +189,7 @@ def item(cid: str, fid: str) -> Response:
 
 @bp.get("/collections/<cid>/items")
 def items(cid: str) -> Response:
-    version = _catalog().current(parse_request_name(cid))
+    version = requestinfo.resolve(_catalog(), cid)
     backend = _indexes().backend(version)
     settings = _settings()
     args = request.args.to_dict(flat=False)

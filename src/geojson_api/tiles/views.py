@@ -9,12 +9,11 @@ from typing import Any
 import orjson
 from flask import Blueprint, Flask, Response, current_app, request, url_for
 
-from .. import http
+from .. import http, requestinfo
 from ..catalog import Catalog, Version
 from ..errors import InvalidParameter, InvalidTile, TileMatrixSetNotFound, TilesNotReady
 from ..features.params import reject_unknown, single
 from ..http import Reply
-from ..names import parse_request_name
 from ..settings import Settings
 from . import builder, documents, grid
 from .send import Sender
@@ -70,7 +69,7 @@ def _matrix_set(tms: str) -> None:
 
 
 def _version(cid: str) -> Version:
-    return _catalog().current(parse_request_name(cid))
+    return requestinfo.resolve(_catalog(), cid)
 
 
 def parse_tile(matrix: str, row: str, col: str) -> grid.Tile:
