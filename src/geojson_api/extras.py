@@ -23,6 +23,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "worker": ("celery", "kombu", "redis"),
     "gevent": ("gevent",),
     "bench": ("psutil", "locust", "matplotlib"),
+    "tracing": ("opentelemetry",),
 }
 
 

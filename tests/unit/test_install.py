@@ -92,7 +92,7 @@ def test_the_default_needs_no_redis_celery_or_gevent() -> None:
 
 def test_extras_are_the_documented_ones() -> None:
     optional = PROJECT["optional-dependencies"]
-    assert set(optional) == {"redis", "worker", "gevent", "bench", "test", "dev"}
+    assert set(optional) == {"redis", "worker", "gevent", "bench", "tracing", "test", "dev"}
     test_names = {canonicalize_name(Requirement(t).name) for t in optional["test"]}
     dev_names = {canonicalize_name(Requirement(t).name) for t in optional["dev"]}
     assert {"ruff", "mypy"} <= dev_names and not test_names & dev_names
