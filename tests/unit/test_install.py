@@ -87,7 +87,8 @@ def test_runtime_closure_is_small_and_installed() -> None:
 
 def test_the_default_needs_no_redis_celery_or_gevent() -> None:
     found, _ = closure()
-    assert not found & {"redis", "celery", "kombu", "gevent", "greenlet", "psutil", "locust"}
+    assert not found & {"redis", "celery", "kombu", "gevent", "greenlet", "psutil", "locust",
+                         "opentelemetry-api", "opentelemetry-sdk"}
 
 
 def test_extras_are_the_documented_ones() -> None:
@@ -98,7 +99,7 @@ def test_extras_are_the_documented_ones() -> None:
     assert {"ruff", "mypy"} <= dev_names and not test_names & dev_names
     own = [Requirement(t) for t in optional["test"] if canonicalize_name(Requirement(t).name)
            == NAME]
-    assert own and set(own[0].extras) == {"redis", "worker", "gevent", "bench"}
+    assert own and set(own[0].extras) == {"redis", "worker", "gevent", "bench", "tracing"}
 
 
 @pytest.mark.parametrize("extra", sorted(extras.EXTRAS))
