@@ -1,8 +1,8 @@
 """Static assets under content-hashed names, hashed once when the app starts.
 
 Every file a page loads (our own scripts and styles in ``static/``, MapLibre
-GL JS copied into ``static/vendor/`` by ``scripts/build-assets``, Swagger UI
-from the ``swagger-ui-bundle`` package) is read once at start-up and given
+GL JS and Swagger UI copied into ``static/vendor/`` by ``scripts/build-assets``)
+is read once at start-up and given
 the name ``<stem>.<digest>.<ext>``. A new content is a new URL, so browsers
 and caches may keep each one for a year (``Cache-Control: immutable``); an
 old URL stops resolving as soon as its file changed (404).
@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import brotli
-from swagger_ui_bundle import swagger_ui_path
-
 from ..errors import AssetsMissing
 
 HERE = Path(__file__).resolve().parent
@@ -31,9 +29,8 @@ STATIC = HERE / "static"
 VENDOR = STATIC / "vendor"
 # What scripts/build-assets copies out of web/node_modules (the pages need each one).
 VENDOR_FILES = ("maplibre-gl-csp.js", "maplibre-gl-csp-worker.js", "maplibre-gl.css",
-                "maplibre-gl.LICENSE.txt")
-# Swagger UI, from the swagger-ui-bundle package (a runtime dependency).
-SWAGGER_FILES = ("swagger-ui-bundle.js", "swagger-ui.css")
+                "maplibre-gl.LICENSE.txt", "swagger-ui-bundle.js", "swagger-ui.css",
+                "swagger-ui.LICENSE.txt")
 BUILD_HINT = ("run `make assets` (or `scripts/build-assets`) in the checkout, "
               "then reinstall; a wheel or image built after that carries them")
 DIGEST_CHARS = 16  # 64 bits of SHA-256: enough to tell two versions of one file apart
@@ -165,6 +162,6 @@ def build_token(assets: Assets, templates: Path = HERE / "templates") -> str:
 
 
 def sources() -> dict[Path, Iterable[str] | None]:
-    """Where the served files live: our own, MapLibre's (checked first), Swagger UI's."""
+    """Where the served files live: our own, and the vendored ones (MapLibre, Swagger UI)."""
     check_built()
-    return {STATIC: None, VENDOR: VENDOR_FILES, Path(swagger_ui_path): SWAGGER_FILES}
+    return {STATIC: None, VENDOR: VENDOR_FILES}
