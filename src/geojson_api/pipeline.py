@@ -25,6 +25,7 @@ from . import compress, integrity, jobs, locks
 from .artifacts import Artifact, Build, Damage
 from .catalog import Catalog
 from .features import indexes, sqlite_index
+from .gevent_support import run_blocking
 from .settings import Settings
 from .tiles import builder as tiles_builder
 from .versions import Version
@@ -60,7 +61,8 @@ def variants(settings: Settings) -> Artifact:
     return Artifact(
         name=compress.ARTIFACT,
         lock=compress.LOCK_FILE,
-        build=lambda version: compress.build_variants(version.path, settings),
+        # CPU for seconds (brotli over 50 MB): off a gevent worker's hub, like the index's.
+        build=lambda version: run_blocking(compress.build_variants, version.path, settings),
         ready=ready,
         damaged=damaged,
         verify=verify,
@@ -85,8 +87,8 @@ def index(settings: Settings) -> Artifact:
     return Artifact(
         name=indexes.ARTIFACT,
         lock=indexes.LOCK_FILE,
-        build=lambda version: sqlite_index.ensure(version.directory, version.path,
-                                                  version.meta, state_dir),
+        build=lambda version: run_blocking(sqlite_index.ensure, version.directory,
+                                           version.path, version.meta, state_dir),
         ready=lambda version: (version.directory / sqlite_index.INDEX_FILE).exists(),
         damaged=damaged,
         verify=verify,

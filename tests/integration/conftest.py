@@ -26,10 +26,7 @@ def served_data(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 def server(request: pytest.FixtureRequest, served_data: Path,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[GunicornServer]:
     log = tmp_path_factory.mktemp("logs") / f"gunicorn-{request.param}.log"
-    # gevent workers stall while they build vector tiles in-process (known; docs/tiles.md):
-    # with gevent, tiles come from a Celery worker, so this server has them off.
-    env = {"GEOJSON_API_TILES": "false"} if request.param == "gevent" else {}
-    srv = GunicornServer(served_data, log, worker_class=request.param, env=env).start()
+    srv = GunicornServer(served_data, log, worker_class=request.param).start()
     try:
         yield srv
     finally:
