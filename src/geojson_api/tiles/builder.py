@@ -288,6 +288,13 @@ def command(source: Path, target: Path, name: str, max_zoom: int, temp: Path) ->
             *OPTIONS, str(source)]
 
 
+# What tippecanoe (or the SQLite inside it) says when the disk, not the data, failed:
+# no space ("database or disk is full" is SQLite's), I/O, or its own files gone (the
+# version folder deleted, and maybe made again, under the build).
+DISK_SIGNS = ("No space left", "Disk quota", "disk is full", "I/O error",
+              "No such file or directory")
+
+
 def run_tippecanoe(source: Path, target: Path, name: str, max_zoom: int, temp: Path) -> None:
     """Run tippecanoe; its refusal raises RuntimeError, a disk failure OSError."""
     # killed_with_parent: a worker stopped mid-build takes its tippecanoe with it (an
@@ -298,10 +305,7 @@ def run_tippecanoe(source: Path, target: Path, name: str, max_zoom: int, temp: P
     if result.returncode == 0:
         return
     said = " ".join(result.stderr.split())[-300:] or f"exit status {result.returncode}"
-    # The disk, not the data: no space, I/O, or its own files gone (the version folder
-    # was deleted, and maybe made again, under the build)
-    if any(sign in said for sign in ("No space left", "Disk quota", "I/O error",
-                                     "No such file or directory")):
+    if any(sign in said for sign in DISK_SIGNS):
         raise OSError(f"tippecanoe: {said}")
     raise RuntimeError(f"tippecanoe failed: {said}")
 
