@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import shutil
+import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +16,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from geojson_api import create_app, jobs
+from geojson_api import create_app, jobs, pipeline
 from geojson_api.sample import write_samples
 from geojson_api.settings import Settings
+from geojson_api.tiles import builder as tiles_builder
+from geojson_api.versions import Pointer, Signature
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -56,6 +61,73 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("samples")
     write_samples(directory)
     return directory
+
+
+_PREPARED: list[Path] = []  # made once per session, before the first test that needs it
+
+
+def _prepare(directory: Path) -> Path:
+    """The samples published with every artifact built (variants, index, tiles)."""
+    write_samples(directory)
+    catalog = pipeline.open_catalog(Settings(data_dir=directory), background=False)
+    assert catalog.prepare_all(lambda _: None) == 0
+    for name in ("small", "medium", "large"):
+        assert tiles_builder.ready(catalog.current(name).directory), f"no tiles for {name}"
+    return directory
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Prepare the samples before the first test when a collected test needs them.
+
+    Building the 50 MB sample's artifacts takes minutes of CPU on a busy machine,
+    more than one test's timeout: done here, it is outside every test's clock.
+    """
+    if not any("prepared" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    started = time.monotonic()
+    _PREPARED.append(_prepare(Path(tempfile.mkdtemp(prefix="geojson-api-prepared-"))))
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"prepared the samples (variants, indexes, tiles) in "
+                            f"{time.monotonic() - started:.0f} s: {_PREPARED[0]}")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for directory in _PREPARED:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def prepared() -> Path:
+    """The prepared samples: servers over :func:`copy_prepared` copies find every
+    artifact ready instead of each building them again (and again in the background
+    while other tests run). Read-only: copy it."""
+    assert _PREPARED, "pytest_collection_finish prepares the samples for tests that ask"
+    return _PREPARED[0]
+
+
+def copy_prepared(prepared: Path, target: Path, *names: str, tiles: bool = True) -> Path:
+    """A private data folder with the prepared samples ``names`` (all by default).
+
+    The state folder comes along, its pointers told the copies' own signatures, so
+    a server publishes nothing again. ``tiles=False`` leaves the tiles out (a test
+    that watches them being built).
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    names = names or tuple(p.stem for p in sorted(prepared.glob("*.geojson")))
+    state, copied = prepared / ".state", target / ".state"
+    for name in names:
+        shutil.copy2(prepared / f"{name}.geojson", target / f"{name}.geojson")
+        shutil.copytree(state / "versions" / name, copied / "versions" / name)
+        pointer = Pointer.load(state / "datasets" / f"{name}.json")
+        (copied / "datasets").mkdir(parents=True, exist_ok=True)
+        moved = dataclasses.replace(pointer, source=Signature.of(
+            (target / f"{name}.geojson").stat()))
+        (copied / "datasets" / f"{name}.json").write_bytes(moved.dump())
+        if not tiles:
+            for archive in (copied / "versions" / name).glob(f"*/{tiles_builder.ARCHIVE_FILE}"):
+                archive.unlink()
+    return target
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from ..conftest import IN_CI, require_module
+from ..conftest import IN_CI, copy_prepared, require_module
 from ..integration.servers import GunicornServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,7 +72,7 @@ def chromium() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def serve_samples(samples: Path, tmp_path_factory: pytest.TempPathFactory
+def serve_samples(prepared: Path, tmp_path_factory: pytest.TempPathFactory
                   ) -> Iterator[Callable[..., GunicornServer]]:
     """``serve_samples("small", "medium")``: a started Gunicorn over those samples."""
     started: dict[tuple[str, ...], GunicornServer] = {}
@@ -81,9 +80,7 @@ def serve_samples(samples: Path, tmp_path_factory: pytest.TempPathFactory
     def serve(*names: str) -> GunicornServer:
         key = tuple(sorted(names))
         if key not in started:
-            data = tmp_path_factory.mktemp("web-data")
-            for name in key:
-                shutil.copyfile(samples / f"{name}.geojson", data / f"{name}.geojson")
+            data = copy_prepared(prepared, tmp_path_factory.mktemp("web-data"), *key)
             log = tmp_path_factory.mktemp("web-logs") / "gunicorn.log"
             started[key] = GunicornServer(data, log, workers=2).start()
         return started[key]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.server
 import json
 import re
-import shutil
 import threading
 import time
 from collections import Counter
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 
+from ..conftest import copy_prepared
 from ..integration.servers import GunicornServer, free_port
 from .conftest import Watched, screenshot, serious_violations, watch
 
@@ -45,13 +45,11 @@ def _wait(state: Callable[[str, str], str], url: str, name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(samples: Path, tmp_path_factory: pytest.TempPathFactory
+def server(prepared: Path, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[GunicornServer]:
-    """small, medium and large, published on first request rather than before the workers
-    start (so the index and tiles of large are built while the tests watch)."""
-    data = tmp_path_factory.mktemp("dashboard-data")
-    for name in ("small", "medium", "large"):
-        shutil.copyfile(samples / f"{name}.geojson", data / f"{name}.geojson")
+    """small, medium and large with their indexes but no tiles, which the workers build
+    while the tests watch (the dashboard pages large until they are there)."""
+    data = copy_prepared(prepared, tmp_path_factory.mktemp("dashboard-data"), tiles=False)
     log = tmp_path_factory.mktemp("dashboard-logs") / "gunicorn.log"
     srv = GunicornServer(data, log, workers=2,
                          env={"GEOJSON_API_PREPARE_ON_START": "false"}).start()

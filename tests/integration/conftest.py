@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from ..conftest import copy_prepared
 from .servers import GunicornServer
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def served_data(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A private copy of the samples (tests may publish new versions into it)."""
-    directory = tmp_path_factory.mktemp("served")
-    for path in samples.glob("*.geojson"):
-        shutil.copyfile(path, directory / path.name)
-    return directory
+def served_data(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of the prepared samples, artifacts built (tests may publish new
+    versions into it)."""
+    return copy_prepared(prepared, tmp_path_factory.mktemp("served"))
 
 
 @pytest.fixture(scope="module", params=["gthread", "gevent"])

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from ..conftest import IN_CI, require, require_module
+from ..conftest import IN_CI, copy_prepared, require, require_module
 from .servers import GunicornServer, free_port
 from .test_stack import RunningStack, running_stack
 
@@ -92,11 +92,11 @@ OTHERS = ["/geojson/small", "/geojson/medium", "/api/datasets/small", "/api/data
 
 
 @pytest.fixture(scope="module")
-def stack(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+def stack(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """The stack (Nginx, 2 instances, Redis, a job worker) over small, medium and a broken
     dataset, with the rate limit lifted so that request loops are not throttled."""
-    data = copy_samples(samples, tmp_path_factory.mktemp("faults-stack-data"), "small",
-                        "medium")
+    data = copy_prepared(prepared, tmp_path_factory.mktemp("faults-stack-data"), "small",
+                         "medium")
     (data / "broken.geojson").write_bytes(BROKEN)
     env = {"GEOJSON_API_NGINX_RATE": "100000r/s", "GEOJSON_API_NGINX_BURST": "100000"}
     with running_stack(data, tmp_path_factory.mktemp("faults-stack"), "nginx", env) as running:
@@ -344,10 +344,10 @@ def test_a_full_state_disk_keeps_the_old_version_and_the_listings(
     assert "Traceback" not in server.log()
 
 
-def test_killing_a_worker_fails_only_its_own_downloads(samples: Path, tmp_path: Path) -> None:
+def test_killing_a_worker_fails_only_its_own_downloads(prepared: Path, tmp_path: Path) -> None:
     import psutil
 
-    data = copy_samples(samples, tmp_path / "data", "large")
+    data = copy_prepared(prepared, tmp_path / "data", "large")
     server = gunicorn(data, tmp_path, "kill9").start()
     expected = hashlib.sha256((data / "large.geojson").read_bytes()).hexdigest()
 

@@ -83,11 +83,13 @@ class QuickRun:
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory: pytest.TempPathFactory) -> QuickRun:
+def quick(served_data: Path, tmp_path_factory: pytest.TempPathFactory) -> QuickRun:
+    """The quick run over the prepared samples: without --data it would write the same
+    samples (geojson_api.sample) and spend minutes building their artifacts again."""
     require_lab()
     out = tmp_path_factory.mktemp("bench") / "out"
-    done = subprocess.run([*BENCH, "--quick", "--out", str(out)], capture_output=True,
-                          text=True, timeout=400)
+    done = subprocess.run([*BENCH, "--quick", "--data", str(served_data), "--out", str(out)],
+                          capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout + done.stderr
     return QuickRun(done, out, json.loads((out / "runs.json").read_text()))
 

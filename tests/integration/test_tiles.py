@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ import mapbox_vector_tile
 import pytest
 import requests
 
-from ..conftest import require
+from ..conftest import copy_prepared, require
 from .servers import GunicornServer
 from .test_ogc_clients import wait_ready
 from .test_stack import RunningStack, running_stack
@@ -39,10 +38,8 @@ def wait_tiles(url: str, timeout: float = 300.0) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def data(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("tiles-served")
-    shutil.copyfile(samples / f"{NAME}.geojson", directory / f"{NAME}.geojson")
-    return directory
+def data(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_prepared(prepared, tmp_path_factory.mktemp("tiles-served"), NAME)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from ..conftest import require_module
+from ..conftest import copy_prepared, require_module
 from .servers import GunicornServer
 from .test_ogc_clients import wait_ready
 
@@ -49,10 +48,10 @@ def grown(box: Box, by: float) -> Box:
 
 
 @pytest.fixture(scope="module")
-def server(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GunicornServer]:
-    require_module("pyogrio")  # before building tiles for nothing
-    data = tmp_path_factory.mktemp("tiles-gdal")
-    shutil.copyfile(samples / f"{NAME}.geojson", data / f"{NAME}.geojson")
+def server(prepared: Path, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[GunicornServer]:
+    require_module("pyogrio")
+    data = copy_prepared(prepared, tmp_path_factory.mktemp("tiles-gdal"), NAME)
     log = tmp_path_factory.mktemp("tiles-gdal-logs") / "gunicorn.log"
     srv = GunicornServer(data, log, env={"GEOJSON_API_OFFLOAD": "none"}).start()
     try:
