@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 
+from . import tracing
 from .settings import Settings, SettingsError, env_name
 
 # extra -> the top-level modules the code imports from it (pyproject.toml names
@@ -60,6 +61,9 @@ def wanted(settings: Settings) -> list[tuple[str, str]]:
         needs.append(("redis", env_name("redis_url")))
     if settings.broker_url:
         needs.append(("worker", env_name("broker_url")))
+    traces = tracing.switch()  # the standard OTEL_* variables, not a setting of ours
+    if traces is not None:
+        needs.append(("tracing", traces))
     return needs
 
 
