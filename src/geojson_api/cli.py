@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import __version__, extras, tracing
+from . import __version__, extras
 from .catalog import Catalog
 from .errors import InvalidGeoJSON, StackError
 from .scan import plural, scan
@@ -316,7 +316,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """
     _apply_env({"data_dir": args.data})  # the tasks read their settings from the environment
     settings = Settings.from_env()
-    missing = extras.problem("worker") or tracing.problem()
+    missing = extras.problem("worker") or extras.tracing_problem()
     if missing is not None:
         return fail("worker", missing)
     if not settings.broker_url:

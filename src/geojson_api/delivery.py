@@ -369,4 +369,4 @@ def init_app(app: Flask, catalog: Catalog, settings: Settings) -> None:
     app.extensions["delivery"] = delivery = Delivery(catalog, settings)
     app.register_blueprint(bp)
     app.wsgi_app = tracing.around_fast_lane(  # type: ignore[method-assign]
-        FastLane(app.wsgi_app, delivery))
+        FastLane(app.wsgi_app, delivery), requestinfo.FAST_LANE_ROUTE)

@@ -67,6 +67,13 @@ def wanted(settings: Settings) -> list[tuple[str, str]]:
     return needs
 
 
+def tracing_problem() -> str | None:
+    """The one-line refusal when ``OTEL_*`` variables turn tracing on without its extra."""
+    asked = tracing.switch()
+    found = None if asked is None else problem("tracing")
+    return None if found is None else f"{asked} {found}"
+
+
 def check(settings: Settings) -> None:
     """Raise :class:`SettingsError` naming the first extra the settings need and lack."""
     for extra, setting in wanted(settings):

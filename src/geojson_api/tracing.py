@@ -89,23 +89,15 @@ def switch(environ: Mapping[str, str] | None = None) -> str | None:
     return next((name for name in ENDPOINTS if environ.get(name, "").strip()), None)
 
 
-def problem(environ: Mapping[str, str] | None = None) -> str | None:
-    """The one-line refusal when tracing is asked for without the tracing extra, else None."""
-    from . import extras  # extras asks this module whether tracing is wanted
-
-    asked = switch(environ)
-    missing = None if asked is None else extras.problem("tracing")
-    return None if missing is None else f"{asked} {missing}"
-
-
 def start(environ: Mapping[str, str] | None = None) -> bool:
-    """Set the SDK up in this process if the ``OTEL_*`` variables ask (decided once); on?"""
+    """Set the SDK up in this process if the ``OTEL_*`` variables ask (decided once); on?
+
+    Entry points refuse earlier, in one line, when tracing is asked for without
+    the tracing extra (:func:`geojson_api.extras.check`).
+    """
     global _decided
     if _decided:
         return _tracer is not None
-    refused = problem(environ)
-    if refused is not None:
-        raise SettingsError(refused)
     _decided = True
     if switch(environ) is not None:
         from opentelemetry import trace
@@ -122,11 +114,9 @@ def use(provider: Any) -> None:
     with an in-memory exporter.
     """
     global _tracer, _provider, _decided
-    from . import __version__
-
     _decided = True
     _provider = provider
-    _tracer = None if provider is None else provider.get_tracer("geojson_api", __version__)
+    _tracer = None if provider is None else provider.get_tracer("geojson_api")
 
 
 def on() -> bool:
@@ -140,7 +130,8 @@ def _provider_from_env(environ: Mapping[str, str]) -> Any:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     name = environ.get("OTEL_SERVICE_NAME", "").strip() or SERVICE_NAME
-    provider = TracerProvider(resource=Resource.create({"service.name": name}))  # sampler: env
+    resource = Resource.create({"service.name": name, "process.pid": os.getpid()})
+    provider = TracerProvider(resource=resource)  # the sampler: OTEL_TRACES_SAMPLER
     for exporter in _exporters(environ):
         provider.add_span_processor(BatchSpanProcessor(exporter))  # OTEL_BSP_*: env
     return provider
@@ -260,9 +251,10 @@ class Lane(Protocol):
     def handles(self, environ: dict[str, Any]) -> bool: ...
 
 
-def around_fast_lane(lane: Lane) -> Lane:
-    """The fast lane with a server span per request it answers (itself when off)."""
-    return lane if _tracer is None else ServerSpans(lane)
+def around_fast_lane(lane: Lane, route: str) -> Lane:
+    """The fast lane with a server span per request it answers (itself when off);
+    ``route`` is its route template."""
+    return lane if _tracer is None else ServerSpans(lane, route)
 
 
 class ServerSpans:
@@ -279,14 +271,12 @@ class ServerSpans:
     write) is still part of the request's trace.
     """
 
-    def __init__(self, lane: Lane) -> None:
+    def __init__(self, lane: Lane, route: str) -> None:
         from opentelemetry.instrumentation import wsgi
-
-        from .requestinfo import FAST_LANE_ROUTE
 
         self.lane = lane
         self._wsgi = wsgi
-        self._route = FAST_LANE_ROUTE
+        self._route = route
 
     def handles(self, environ: dict[str, Any]) -> bool:
         return self.lane.handles(environ)

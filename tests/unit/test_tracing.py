@@ -281,7 +281,7 @@ def test_on_without_the_extra_is_refused_in_one_line(monkeypatch: pytest.MonkeyP
     with pytest.raises(SettingsError) as refused:
         extras.check(Settings())
     assert str(refused.value) == expected
-    assert tracing.problem() == expected
+    assert extras.tracing_problem() == expected
 
 
 def test_serve_refuses_without_the_extra(data_dir: Path, tmp_path: Path) -> None:
