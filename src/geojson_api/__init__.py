@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from . import api, cache, cors, delivery, errors, pipeline, profiling, requestinfo, web
+from . import api, cache, cors, delivery, errors, pipeline, profiling, requestinfo, tracing, web
 from .features import views as features
 from .settings import Settings
 from .tiles import views as tiles
@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     errors.init_app(app)
     requestinfo.init_app(app)
     cache.init_app(app, settings)
+    tracing.init_app(app)  # OTEL_* variables; before the fast lane, which it wraps too
     delivery.init_app(app, catalog, settings)
     api.init_app(app)
     features.init_app(app, catalog)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import integrity, locks
+from . import integrity, locks, tracing
 from .versions import Version
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,11 @@ class Scheduler(Protocol):
 
     def call_soon(self, key: Hashable, job: Callable[[], object]) -> None:
         """Run ``job`` in this process's background thread (once per key at a time)."""
+
+
+def _about(version: Version, artifact: str) -> dict[str, str]:
+    """A span's attributes for an artifact of a version."""
+    return {"artifact": artifact, "dataset": version.name, "version": version.id}
 
 
 def _always(version: Version) -> bool:
@@ -157,6 +162,7 @@ class Artifacts:
         for name in names:
             self._submit(version, name)
 
+    @tracing.traced("artifact.want", lambda self, version, name: _about(version, name))
     def want(self, version: Version, name: str) -> None:
         """A request found ``name`` of ``version`` missing: ask for it again, throttled.
 
@@ -215,6 +221,8 @@ class Artifacts:
                 self.build(version, artifact.name, wait=True)
 
     # -- reading --------------------------------------------------------------
+    @tracing.traced("artifact.state", lambda self, version, name: _about(version, name),
+                    lambda state: {"state": state.status})
     def state(self, version: Version, name: str) -> ArtifactState:
         """ready, failed (with why), building or queued; no lock taken, nothing submitted."""
         artifact = self.kind(name)

@@ -20,6 +20,7 @@ from typing import Any
 from flask import Flask, current_app
 from flask_caching import Cache
 
+from . import tracing
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class SharedCache:
         self._cache.init_app(app)
         app.extensions["shared_cache"] = self
 
+    @tracing.traced("cache.get", lambda self, key: {"cache": self.backend},
+                    lambda value: {"hit": value is not None})
     def get(self, key: str) -> Any:
         if time.monotonic() < self._down_until:
             return None
@@ -57,6 +60,7 @@ class SharedCache:
         self._count("hits" if value is not None else "misses")
         return value
 
+    @tracing.traced("cache.set", lambda self, key, value: {"cache": self.backend})
     def set(self, key: str, value: Any) -> None:
         if time.monotonic() < self._down_until:
             return

@@ -64,7 +64,7 @@ from typing import Any
 
 import orjson
 
-from . import compress, integrity, locks
+from . import compress, integrity, locks, tracing
 from .artifacts import Artifact, Artifacts, Build, Scheduler
 from .errors import (
     APIError,
@@ -224,6 +224,8 @@ class Catalog:
         return os.path.commonpath([real, self._real_data_dir]) == self._real_data_dir
 
     # -- versions -------------------------------------------------------------
+    @tracing.traced("catalog.current", lambda self, name: {"dataset": name},
+                    lambda version: {"version": version.id})
     def current(self, name: str) -> Version:
         """The version to serve now; ingests a new content of the file when needed."""
         path, st = self.source(name)

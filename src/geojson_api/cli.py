@@ -316,7 +316,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """
     _apply_env({"data_dir": args.data})  # the tasks read their settings from the environment
     settings = Settings.from_env()
-    missing = extras.problem("worker")
+    missing = extras.problem("worker") or extras.tracing_problem()
     if missing is not None:
         return fail("worker", missing)
     if not settings.broker_url:

@@ -38,7 +38,7 @@ from urllib.parse import parse_qs
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.wsgi import wrap_file
 
-from . import errors, http, requestinfo
+from . import errors, http, requestinfo, tracing
 from .catalog import Catalog, Version
 from .errors import BadRequest, NotReady, StoredFileProblem
 from .http import Header, Reply
@@ -327,16 +327,20 @@ class FastLane:
         self.app = app
         self.delivery = delivery
 
+    def handles(self, environ: WSGIEnviron) -> bool:
+        """Whether this is a request the lane answers itself (the others go on to Flask)."""
+        path: str = environ.get("PATH_INFO", "")
+        return path.startswith(PREFIX) and environ.get("REQUEST_METHOD") in ("GET", "HEAD")
+
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         problem = _host_problem(environ)
         if problem is not None:
             return _send(errors.render(problem), environ, start_response)
-        path: str = environ.get("PATH_INFO", "")
-        if not (path.startswith(PREFIX) and environ.get("REQUEST_METHOD") in ("GET", "HEAD")):
+        if not self.handles(environ):
             return self.app(environ, start_response)
         environ[requestinfo.ROUTE] = requestinfo.FAST_LANE_ROUTE
         try:
-            reply = self.delivery.reply(path[len(PREFIX):], environ)
+            reply = self.delivery.reply(environ["PATH_INFO"][len(PREFIX):], environ)
         except Exception as exc:  # answered here, as Flask's handlers would: never replayed
             reply = errors.render(exc)
         return _send(reply, environ, start_response)
@@ -364,4 +368,5 @@ def geojson(raw: str) -> Response:
 def init_app(app: Flask, catalog: Catalog, settings: Settings) -> None:
     app.extensions["delivery"] = delivery = Delivery(catalog, settings)
     app.register_blueprint(bp)
-    app.wsgi_app = FastLane(app.wsgi_app, delivery)  # type: ignore[method-assign]
+    app.wsgi_app = tracing.around_fast_lane(  # type: ignore[method-assign]
+        FastLane(app.wsgi_app, delivery), requestinfo.FAST_LANE_ROUTE)

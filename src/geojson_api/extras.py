@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 
+from . import tracing
 from .settings import Settings, SettingsError, env_name
 
 # extra -> the top-level modules the code imports from it (pyproject.toml names
@@ -60,7 +61,17 @@ def wanted(settings: Settings) -> list[tuple[str, str]]:
         needs.append(("redis", env_name("redis_url")))
     if settings.broker_url:
         needs.append(("worker", env_name("broker_url")))
+    traces = tracing.switch()  # the standard OTEL_* variables, not a setting of ours
+    if traces is not None:
+        needs.append(("tracing", traces))
     return needs
+
+
+def tracing_problem() -> str | None:
+    """The one-line refusal when ``OTEL_*`` variables turn tracing on without its extra."""
+    asked = tracing.switch()
+    found = None if asked is None else problem("tracing")
+    return None if found is None else f"{asked} {found}"
 
 
 def check(settings: Settings) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from geojson_api import extras
+from geojson_api import extras, tracing
 from geojson_api.settings import UNKNOWN_WARNED, Settings, SettingsError, unknown_variables
 from geojson_api.web.assets import check_built
 
@@ -81,6 +81,8 @@ def post_worker_init(worker: object) -> None:
     from geojson_api.gunicorn_workers import install_json_errors
 
     install_json_errors()
+    if tracing.on():  # again, in case the worker's log handlers changed after create_app
+        tracing.install_log_filter()
     if "gevent" in type(worker).__module__:
         from geojson_api.gevent_support import install
 

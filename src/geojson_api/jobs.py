@@ -21,6 +21,7 @@ import queue
 import threading
 from collections.abc import Callable, Hashable
 
+from . import tracing
 from .artifacts import Build
 
 log = logging.getLogger(__name__)
@@ -104,10 +105,12 @@ class Scheduler:
         self._run = run
         self._send = send
 
+    @tracing.traced("job.submit", lambda self, request: vars(request))
     def build(self, request: Build) -> None:
         if self._send is not None and self._send(request):
             return
-        submit(request, functools.partial(self._run, request))
+        submit(request, tracing.in_background(functools.partial(self._run, request),
+                                              **vars(request)))
 
     def call_soon(self, key: Hashable, job: Job) -> None:
         submit(key, job)

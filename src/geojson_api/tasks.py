@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from . import tracing
 from .artifacts import Build
 
 log = logging.getLogger(__name__)
@@ -44,9 +45,11 @@ def celery_app(broker_url: str, run: Callable[[Build], None] | None = None) -> A
         worker_hijack_root_logger=False,
     )
     if run is not None:
-        @app.task(name=BUILD_TASK)  # type: ignore[untyped-decorator]
-        def build(artifact: str, dataset: str, version: str) -> None:
-            run(Build(artifact, dataset, version))
+        @app.task(name=BUILD_TASK, bind=True)  # type: ignore[untyped-decorator]
+        def build(task: Any, artifact: str, dataset: str, version: str) -> None:
+            request = Build(artifact, dataset, version)
+            with tracing.job(task.request.get("trace"), runner="celery", **vars(request)):
+                run(request)
 
     return app
 
@@ -74,7 +77,7 @@ class Sender:
         try:
             self._producer().send_task(
                 BUILD_TASK, args=[request.artifact, request.dataset, request.version],
-                retry=False)
+                headers={"trace": tracing.carrier()}, retry=False)
         except Exception as exc:  # the broker is down: degrade to this process
             self._log(exc)
             return False

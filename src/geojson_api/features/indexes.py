@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .. import tracing
 from ..artifacts import ArtifactState
 from ..catalog import Catalog, Version
 from ..errors import IndexDamaged, IndexFailed, NotReady
@@ -43,6 +44,8 @@ class Indexes:
         self._open: dict[str, dict[str, sqlite_index.SQLiteIndex]] = {}
         self._lock = threading.Lock()
 
+    @tracing.traced("artifact.lookup", lambda self, version: {
+        "artifact": ARTIFACT, "dataset": version.name, "version": version.id})
     def backend(self, version: Version) -> FeatureBackend:
         """The open index of ``version``; 503 while it is being built (or built again)."""
         found = self._open.get(version.name, {}).get(version.id)

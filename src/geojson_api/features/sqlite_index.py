@@ -47,7 +47,7 @@ import ijson
 import orjson
 import shapely
 
-from .. import integrity
+from .. import integrity, tracing
 from ..errors import IndexDamaged
 from . import geometry
 from .query import FeatureBackend, FeaturePage, FeatureQuery, Queryable
@@ -385,12 +385,15 @@ class SQLiteIndex(FeatureBackend):
     def queryables(self) -> list[Queryable]:
         return [Queryable(name, kind) for name, (_, kind) in self._columns.items()]
 
+    @tracing.traced("index.feature", result=lambda found: {"found": found is not None})
     def feature(self, feature_id: str) -> bytes | None:
         with self._connection() as con:
             row = con.execute("SELECT idjson, geom, props FROM features WHERE fkey = ?",
                               (feature_id,)).fetchone()
         return None if row is None else _serialise(row, None)
 
+    @tracing.traced("index.query", lambda self, query: _about(query),
+                    lambda page: {"matched": page.number_matched})
     def query(self, query: FeatureQuery) -> FeaturePage:
         with self._connection() as con:
             source, where, params, count = self._where(con, query)
@@ -470,6 +473,12 @@ class SQLiteIndex(FeatureBackend):
 
 _OVERLAP = "b.minx <= ? AND b.maxx >= ? AND b.miny <= ? AND b.maxy >= ?"
 _INSIDE = "(b.minx >= ? AND b.maxx <= ? AND b.miny >= ? AND b.maxy <= ?)"
+
+
+def _about(query: FeatureQuery) -> dict[str, int]:
+    """A query's span attributes: its shape, not its values (low cardinality)."""
+    return {"boxes": len(query.boxes), "filters": len(query.filters),
+            "sorted": len(query.sortby), "limit": query.limit, "offset": query.offset}
 
 
 def _overlap_params(box: geometry.Box) -> list[float]:
