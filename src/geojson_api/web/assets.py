@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import brotli
+
 from ..errors import AssetsMissing
 
 HERE = Path(__file__).resolve().parent
