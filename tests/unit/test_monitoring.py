@@ -293,7 +293,7 @@ def test_dashboard_panels_have_unique_ids_and_fit_the_grid() -> None:
     taken: set[tuple[int, int]] = set()
     for panel in every:
         grid = panel["gridPos"]
-        assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24, panel["title"]
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
         cells = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"])
                  for y in range(grid["y"], grid["y"] + grid["h"])}
         assert not cells & taken, f"{panel['title']} overlaps another panel"
