@@ -137,6 +137,36 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitored]:
         _stack("down", "--run-dir", str(run_dir), timeout=120)
 
 
+MONITORING_PARTS = ("redis-exporter", "nginx-exporter", "prometheus")
+
+
+def test_status_reports_the_monitoring_parts(monitored: Monitored) -> None:
+    status = _stack("status", "--run-dir", str(monitored.run_dir), timeout=60)
+    states = {line.split()[0]: line.split()[-1] for line in status.stdout.splitlines()}
+    assert {name: states.get(name) for name in MONITORING_PARTS} == dict.fromkeys(
+        MONITORING_PARTS, "healthy")
+    for name in MONITORING_PARTS:
+        assert f"127.0.0.1:{_part(monitored, name)['port']}" in _listening()
+
+
+def _part(stack: Monitored, name: str) -> dict[str, Any]:
+    parts = json.loads((stack.run_dir / "stack.json").read_text())["parts"]
+    (part,) = [p for p in parts if p["name"] == name]
+    return part  # type: ignore[no-any-return]
+
+
+def _listening() -> set[str]:
+    """HOST:PORT of every listening IPv4 TCP socket, from /proc/net/tcp."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        if state == "0A":  # LISTEN
+            address, port = local.split(":")
+            host = ".".join(str(int(address[i:i + 2], 16)) for i in (6, 4, 2, 0))
+            found.add(f"{host}:{int(port, 16)}")
+    return found
+
+
 def _load(stack: Monitored) -> None:
     """The bounded load, then a dataset published while the stack runs."""
     with requests.Session() as session:
@@ -267,3 +297,16 @@ def test_alert_series_have_data(monitored: Monitored, name: str) -> None:
                          ids=[where for where, _ in panel_queries()])
 def test_dashboard_query_has_data(monitored: Monitored, where: str, expr: str) -> None:
     has_data(monitored, expr)
+
+
+# -- last: stopping -------------------------------------------------------------------
+
+
+def test_down_stops_the_monitoring_parts(monitored: Monitored) -> None:
+    """Last in this module (pytest keeps file order): it stops the shared stack."""
+    pids = [int(_part(monitored, name)["pid"]) for name in MONITORING_PARTS]
+    down = _stack("down", "--run-dir", str(monitored.run_dir), timeout=120)
+    assert down.returncode == 0, down.stderr
+    for name in MONITORING_PARTS:
+        assert f"{name}: stopped" in down.stdout
+    assert [pid for pid in pids if Path(f"/proc/{pid}").exists()] == []

@@ -21,6 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
+from geojson_api.cli import main
+from geojson_api.nginxconf import STATUS_LISTEN, STATUS_PATH, render_site, write_standalone
+from geojson_api.settings import Settings
 from geojson_api.stack import MonitoringPorts, Part, render_prometheus_config
 
 from ..conftest import require
@@ -345,3 +348,40 @@ def test_every_expression_parses(tmp_path: Path, source: str) -> None:
     (tmp_path / "parsed.yml").write_text(yaml.safe_dump({"groups": [group]}))
     checked = _promtool("check", "rules", "parsed.yml", cwd=tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+# -- the stack's side: Nginx's status server, missing programs ---------------------------
+
+
+def test_nginx_serves_stub_status_on_loopback_only(tmp_path: Path) -> None:
+    site = render_site(Settings(data_dir=tmp_path), ["127.0.0.1:8000"])
+    server = site[site.index(f"listen {STATUS_LISTEN};"):]
+    assert f"location = {STATUS_PATH} {{\n        stub_status;" in server
+    assert "allow 127.0.0.1;" in server and "deny all;" in server
+    with pytest.raises(ValueError, match="loopback"):
+        render_site(Settings(data_dir=tmp_path), ["127.0.0.1:8000"], status_listen="0.0.0.0:81")
+    assert "stub_status;" not in render_site(Settings(data_dir=tmp_path), ["127.0.0.1:8000"],
+                                            status_listen=None)
+    conf = write_standalone(Settings(data_dir=tmp_path), ["127.0.0.1:8000"], tmp_path / "a")
+    assert "stub_status;" not in (conf.parent / "geojson-api.conf").read_text()
+    conf = write_standalone(Settings(data_dir=tmp_path), ["127.0.0.1:8000"], tmp_path / "b",
+                            status_listen="127.0.0.1:18081")
+    assert "listen 127.0.0.1:18081;" in (conf.parent / "geojson-api.conf").read_text()
+    nginx = require("nginx")
+    checked = subprocess.run([nginx, "-t", "-q", "-c", str(conf), "-p", str(conf.parent)],
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_stack_up_with_monitoring_names_a_missing_program(
+        tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    run_dir = tmp_path / "run"
+    code = main(["stack", "up", "--data", str(data_dir), "--run-dir", str(run_dir),
+                 "--with-monitoring"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert err == ["geojson-api stack: prometheus is not installed (apt-get install "
+                   "prometheus; scripts/system-deps installs it)"]
+    assert not (run_dir / "stack.json").exists(), "nothing was started"
