@@ -263,12 +263,14 @@ def _volume(spec: str) -> list[str]:
     return re.sub(r"\$\{[^}]*\}", "$VAR", spec).split(":")
 
 
-def test_compose_config_accepts_the_file() -> None:
+@pytest.mark.parametrize("profiles", [[], ["--profile", "monitoring"]],
+                         ids=["default", "monitoring"])
+def test_compose_config_accepts_the_file(profiles: list[str]) -> None:
     command = _compose_command()
     env = {k: v for k, v in os.environ.items()
            if k not in COMPOSE_VARIABLES and not k.startswith(("COMPOSE_", "DOCKER_"))}
-    run = subprocess.run([*command, "-f", str(COMPOSE_FILE), "config", "--format", "json"],
-                         capture_output=True, text=True, check=False, cwd=ROOT, env=env)
+    run = subprocess.run([*command, "-f", str(COMPOSE_FILE), *profiles, "config", "--format",
+                          "json"], capture_output=True, text=True, check=False, cwd=ROOT, env=env)
     assert run.returncode == 0, run.stderr
     assert run.stderr == "", run.stderr  # no warnings either (`version:`, unset variables)
     model = json.loads(run.stdout)
@@ -280,6 +282,10 @@ def test_compose_config_accepts_the_file() -> None:
     assert model["services"]["nginx"]["image"] == "nginx:1.27-bookworm"
     assert model["services"]["redis"]["image"] == "redis:7-bookworm"
     assert [p["published"] for p in model["services"]["nginx"]["ports"]] == ["8080"]
+    assert ("prometheus" in model["services"]) == bool(profiles)
+    if profiles:
+        (published,) = model["services"]["prometheus"]["ports"]
+        assert (published["host_ip"], published["published"]) == ("127.0.0.1", "9090")
 
 
 def test_compose_has_the_eight_services_and_no_version_key() -> None:
@@ -437,6 +443,11 @@ def test_monitoring_image_passes_hadolint() -> None:
     assert (run.returncode, run.stdout + run.stderr) == (0, "")
     for name in ("nginx-exporter", "redis-exporter", "prometheus"):
         assert _service(name)["image"] == "geojson-api-monitoring:latest", name
+    # Opt-in, like `stack up --with-monitoring`: a plain `compose up` starts the rest only.
+    profiles = {name: s.get("profiles") for name, s in _compose()["services"].items()}
+    assert {name for name, p in profiles.items() if p} == {
+        "nginx-exporter", "redis-exporter", "prometheus"}
+    assert all(p == ["monitoring"] for p in profiles.values() if p)
     assert _service("nginx-exporter")["build"]["dockerfile"] == "deploy/prometheus/Dockerfile"
 
 
