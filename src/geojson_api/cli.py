@@ -13,6 +13,7 @@ Public forms (scripts and docs rely on them)::
     geojson-api nginx-config [--upstream HOST:PORT ...] [--listen PORT] [--output FILE]
                              [--cache-dir DIR]
     geojson-api stack up|down|status [--data DIR] [--port PORT] [--instances N] [--run-dir DIR]
+                                     [--with-monitoring]
     geojson-api bench [--quick] [--out DIR] [--targets LIST] [--scenarios LIST] [--measure S]
     geojson-api profile DIR [--match TEXT] [--sort cumulative|tottime] [--limit N]
 
@@ -408,9 +409,12 @@ def _stack_up(args: argparse.Namespace, run_dir: Path) -> int:
     if not datasets(settings):
         print(f"geojson-api stack: warning: {no_datasets(settings.data_dir)}", file=sys.stderr)
     started = stack.up(settings, run_dir, args.port, args.instances, args.offload,
-                       lambda line: print(line, file=sys.stderr))
+                       lambda line: print(line, file=sys.stderr), args.with_monitoring)
     for part in started.parts:
-        print(f"  {part.name:<8} pid {part.pid:<8} port {part.port}", file=sys.stderr)
+        print(f"  {part.name:<14} pid {part.pid:<8} port {part.port}", file=sys.stderr)
+    prometheus = stack.prometheus_url(started)
+    if prometheus is not None:
+        print(f"  prometheus: {prometheus}", file=sys.stderr)
     print(started.url)
     return 0
 
@@ -421,7 +425,7 @@ def _stack_status(run_dir: Path) -> int:
     rows = stack.status(run_dir)
     for part, alive, healthy in rows:
         state = "healthy" if healthy else ("running" if alive else "stopped")
-        print(f"{part.name:<8} pid {part.pid:<8} port {part.port:<6} {state}")
+        print(f"{part.name:<14} pid {part.pid:<8} port {part.port:<6} {state}")
     return 0 if rows and all(healthy for _, _, healthy in rows) else 1
 
 
@@ -609,6 +613,9 @@ def _add_deployment(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                      help="folder for configs, logs and PIDs (default var/stack)")
     stk.add_argument("--offload", choices=["nginx", "none"], default="nginx",
                      help="who sends dataset bytes (default nginx)")
+    stk.add_argument("--with-monitoring", action="store_true",
+                     help="also run Prometheus and the Nginx and Redis exporters on loopback "
+                          "(up only; Debian's prometheus* packages)")
     stk.set_defaults(func=cmd_stack)
 
 

@@ -34,13 +34,28 @@ def _environment() -> Environment:
 TILES_SOCKET = "/tmp/geojson-api-tiles.sock"
 """Where Nginx's own tile-range server listens (docs/tiles.md), unless told otherwise."""
 
+STATUS_LISTEN = "127.0.0.1:8081"
+"""Where Nginx serves ``/stub_status`` to prometheus-nginx-exporter beside it
+(compose, Kubernetes), unless told otherwise; always a loopback address."""
+
+STATUS_PATH = "/stub_status"
+
+
+def _loopback(listen: str) -> str:
+    host = listen.rsplit(":", 1)[0] if ":" in listen else ""
+    if host not in {"127.0.0.1", "[::1]"}:
+        raise ValueError(f"the stub_status server must listen on loopback, not {listen!r}")
+    return listen
+
 
 def render_site(settings: Settings, upstreams: Sequence[str],
                 access_log: str = "/dev/stdout geojson_api_json",
                 cache_dir: str = "/var/cache/nginx/geojson-api",
-                tiles_socket: str = TILES_SOCKET) -> str:
+                tiles_socket: str = TILES_SOCKET,
+                status_listen: str | None = STATUS_LISTEN) -> str:
     """The http-level configuration: upstream, rate limit, server(s), offload locations,
-    and the tile-range server on the unix socket ``tiles_socket``."""
+    the tile-range server on the unix socket ``tiles_socket``, and (unless
+    ``status_listen`` is None) the loopback ``stub_status`` server."""
     if not upstreams:
         raise ValueError("at least one upstream HOST:PORT is needed")
     template = _environment().get_template("geojson-api.conf.j2")
@@ -59,6 +74,7 @@ def render_site(settings: Settings, upstreams: Sequence[str],
         microcache=settings.nginx_microcache,
         cache_dir=cache_dir,
         tiles_socket=tiles_socket,
+        status_listen=_loopback(status_listen) if status_listen else None,
         versions_dir=(Path(settings.state_path).absolute() / "versions").as_posix(),
         tls=bool(settings.nginx_tls_cert),
         tls_listen=settings.nginx_tls_listen,
@@ -67,15 +83,18 @@ def render_site(settings: Settings, upstreams: Sequence[str],
     )
 
 
-def write_standalone(settings: Settings, upstreams: Sequence[str], run_dir: Path) -> Path:
-    """Write ``nginx.conf`` and ``geojson-api.conf`` into ``run_dir``; returns nginx.conf."""
+def write_standalone(settings: Settings, upstreams: Sequence[str], run_dir: Path,
+                     status_listen: str | None = None) -> Path:
+    """Write ``nginx.conf`` and ``geojson-api.conf`` into ``run_dir``; returns nginx.conf.
+    ``stub_status`` is served only when ``status_listen`` is given."""
     run_dir = run_dir.absolute()
     run_dir.mkdir(parents=True, exist_ok=True)
     site = run_dir / "geojson-api.conf"
     site.write_text(render_site(settings, upstreams,
                                 access_log=f"{run_dir}/access.log geojson_api_json",
                                 cache_dir=f"{run_dir}/cache",
-                                tiles_socket=f"{run_dir}/tiles.sock"))
+                                tiles_socket=f"{run_dir}/tiles.sock",
+                                status_listen=status_listen))
     main = _environment().get_template("nginx.conf.j2").render(
         run_dir=run_dir.as_posix(),
         site_conf=site.as_posix(),

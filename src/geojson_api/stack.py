@@ -8,6 +8,9 @@ datasets published while the stack runs.
 own, and records them in ``<run-dir>/stack.json``; ``stack down`` stops
 exactly those processes by PID (checking that each PID still runs what was
 started); ``stack status`` reports them. Tests and the benchmark lab use it.
+With ``monitoring``, Prometheus (loading ``deploy/prometheus/rules.yml``) and
+the Nginx and Redis exporters run too, each on a free loopback port, and are
+recorded, checked and stopped like the other parts.
 The configuration is the one every environment uses: the settings table,
 the Gunicorn config and the rendered Nginx template.
 """
@@ -31,11 +34,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import StackError
-from .nginxconf import write_standalone
+from .nginxconf import STATUS_PATH, write_standalone
 from .pipeline import open_catalog
 from .settings import Settings, env_name
 
 STATE_FILE = "stack.json"
+PROMETHEUS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
+SCRAPE_INTERVAL = "5s"
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
 
@@ -194,21 +199,97 @@ def _start_app(settings: Settings, run_dir: Path, index: int, port: int, redis_u
     return Part(name, pid, port, f"http://127.0.0.1:{port}/readyz", "gunicorn")
 
 
-def _start_worker(settings: Settings, run_dir: Path, redis_url: str) -> Part:
+def _start_worker(settings: Settings, run_dir: Path, redis_url: str,
+                  metrics_port: int | None) -> Part:
     log = run_dir / "worker.log"
     log.unlink(missing_ok=True)  # its "ready" line is the health check
     argv = [sys.executable, "-m", "geojson_api", "worker"]
-    pid = _spawn(argv, log, _app_env(settings, 0, redis_url, "none"))
-    return Part("worker", pid, 0, f"log:{log}", "geojson_api")
+    env = _app_env(settings, 0, redis_url, "none")
+    if metrics_port is not None:  # the worker serves /metrics there (job geojson-api-worker)
+        env[env_name("metrics_port")] = str(metrics_port)
+    pid = _spawn(argv, log, env)
+    return Part("worker", pid, metrics_port or 0, f"log:{log}", "geojson_api")
 
 
-def _start_nginx(settings: Settings, run_dir: Path, apps: list[Part], port: int) -> Part:
+@dataclass(frozen=True)
+class MonitoringPorts:
+    """The loopback ports of ``--with-monitoring``'s parts."""
+
+    nginx_status: int
+    nginx_exporter: int
+    redis_exporter: int
+    worker_metrics: int
+    prometheus: int
+
+    @classmethod
+    def choose(cls, exclude: set[int]) -> MonitoringPorts:
+        return cls(*free_ports(5, exclude))
+
+
+def _program(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise StackError(f"{name} is not installed (apt-get install {name}; "
+                         "scripts/system-deps installs it)")
+    return found
+
+
+def _check_monitoring() -> None:
+    """Fail before anything starts when a part of the monitoring is missing."""
+    for name in ("prometheus", "prometheus-nginx-exporter", "prometheus-redis-exporter"):
+        _program(name)
+    if not (PROMETHEUS_DIR / "rules.yml").is_file():
+        raise StackError(f"{PROMETHEUS_DIR}/rules.yml not found: --with-monitoring runs "
+                         "from a source checkout")
+
+
+def _start_exporter(run_dir: Path, name: str, program: str, target: list[str],
+                    port: int) -> Part:
+    argv = [_program(program), *target, "-web.listen-address", f"127.0.0.1:{port}"]
+    pid = _spawn(argv, run_dir / f"{name}.log")
+    return Part(name, pid, port, f"http://127.0.0.1:{port}/metrics", program)
+
+
+def render_prometheus_config(run_dir: Path, apps: list[Part], ports: MonitoringPorts) -> str:
+    """The stack's prometheus.yml (deploy/prometheus/stack.yml.j2)."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    environment = Environment(loader=FileSystemLoader(PROMETHEUS_DIR),
+                              undefined=StrictUndefined, keep_trailing_newline=True)
+    return environment.get_template("stack.yml.j2").render(
+        interval=SCRAPE_INTERVAL,
+        run_dir=str(run_dir),
+        rules=str(PROMETHEUS_DIR / "rules.yml"),
+        apps=[f"127.0.0.1:{app.port}" for app in apps],
+        worker=f"127.0.0.1:{ports.worker_metrics}",
+        nginx_exporter=f"127.0.0.1:{ports.nginx_exporter}",
+        redis_exporter=f"127.0.0.1:{ports.redis_exporter}",
+        prometheus=f"127.0.0.1:{ports.prometheus}",
+    )
+
+
+def _start_prometheus(run_dir: Path, apps: list[Part], ports: MonitoringPorts) -> Part:
+    folder = run_dir / "prometheus"
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "prometheus.yml"
+    config.write_text(render_prometheus_config(run_dir, apps, ports))
+    argv = [_program("prometheus"), f"--config.file={config}",
+            f"--storage.tsdb.path={folder / 'data'}",
+            f"--web.listen-address=127.0.0.1:{ports.prometheus}"]
+    pid = _spawn(argv, run_dir / "prometheus.log")
+    return Part("prometheus", pid, ports.prometheus,
+                f"http://127.0.0.1:{ports.prometheus}/-/ready", "prometheus")
+
+
+def _start_nginx(settings: Settings, run_dir: Path, apps: list[Part], port: int,
+                 status_port: int | None) -> Part:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.path.exists(nginx):
         raise StackError("nginx is not installed (apt-get install nginx-light)")
     listen = dataclasses.replace(settings, nginx_listen=f"127.0.0.1:{port}")
     upstreams = [f"127.0.0.1:{a.port}" for a in apps]
-    conf = write_standalone(listen, upstreams, run_dir / "nginx")
+    status = f"127.0.0.1:{status_port}" if status_port is not None else None
+    conf = write_standalone(listen, upstreams, run_dir / "nginx", status_listen=status)
     check = subprocess.run([nginx, "-t", "-c", str(conf), "-p", str(run_dir / "nginx")],
                            capture_output=True, text=True)
     if check.returncode != 0:
@@ -218,9 +299,12 @@ def _start_nginx(settings: Settings, run_dir: Path, apps: list[Part], port: int)
 
 
 def up(settings: Settings, run_dir: Path, port: int, instances: int, offload: str,
-       say: Callable[[str], None]) -> Stack:
-    """Start Redis, a job worker, ``instances`` Gunicorn instances and Nginx; wait for each."""
+       say: Callable[[str], None], monitoring: bool = False) -> Stack:
+    """Start Redis, a job worker, ``instances`` Gunicorn instances and Nginx; wait for each.
+    With ``monitoring``, also the Redis and Nginx exporters and Prometheus."""
     run_dir = run_dir.absolute()
+    if monitoring:
+        _check_monitoring()
     if (run_dir / STATE_FILE).exists() and any(p.alive() for p in Stack.load(run_dir).parts):
         raise StackError(f"a stack is already running from {run_dir}; run `stack down` first")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -230,7 +314,7 @@ def up(settings: Settings, run_dir: Path, port: int, instances: int, offload: st
     open_catalog(settings, background=False).prepare_all(say)
     stack = Stack(str(run_dir), f"http://127.0.0.1:{port}")
     try:
-        _start_all(stack, settings, run_dir, port, instances, offload)
+        _start_all(stack, settings, run_dir, port, instances, offload, monitoring)
     except BaseException:
         stack.save()
         down(run_dir, lambda _: None)
@@ -239,25 +323,48 @@ def up(settings: Settings, run_dir: Path, port: int, instances: int, offload: st
     return stack
 
 
+def _add(stack: Stack, part: Part) -> Part:
+    """Record ``part`` (so that a failure stops it too) and wait until it is healthy."""
+    stack.parts.append(part)
+    _wait(stack, part, START_TIMEOUT)
+    return part
+
+
 def _start_all(stack: Stack, settings: Settings, run_dir: Path, port: int, instances: int,
-               offload: str) -> None:
+               offload: str, monitoring: bool) -> None:
     redis_port, *app_ports = free_ports(1 + instances, exclude={port})
-    redis = _start_redis(run_dir, redis_port)
-    stack.parts.append(redis)
-    _wait(stack, redis, START_TIMEOUT)
-    worker = _start_worker(settings, run_dir, redis.health)
-    stack.parts.append(worker)
-    _wait(stack, worker, START_TIMEOUT)
+    ports = (MonitoringPorts.choose({port, redis_port, *app_ports}) if monitoring else None)
+    redis = _add(stack, _start_redis(run_dir, redis_port))
+    _add(stack, _start_worker(settings, run_dir, redis.health,
+                              ports.worker_metrics if ports else None))
     apps = [_start_app(settings, run_dir, i + 1, app_port, redis.health, offload)
             for i, app_port in enumerate(app_ports)]
     stack.parts.extend(apps)
     for app in apps:
         _wait(stack, app, START_TIMEOUT)
-    nginx = _start_nginx(settings, run_dir, apps, port)
-    stack.parts.append(nginx)
-    _wait(stack, nginx, START_TIMEOUT)
+    _add(stack, _start_nginx(settings, run_dir, apps, port,
+                             ports.nginx_status if ports else None))
     if not _answers(f"{stack.url}/readyz"):
         raise StackError("nginx answers but /readyz through it does not")
+    if ports is not None:
+        _start_monitoring(stack, run_dir, apps, redis, ports)
+
+
+def _start_monitoring(stack: Stack, run_dir: Path, apps: list[Part], redis: Part,
+                      ports: MonitoringPorts) -> None:
+    """The exporters (each needs its server up: the Nginx one exits otherwise) and Prometheus."""
+    _add(stack, _start_exporter(run_dir, "redis-exporter", "prometheus-redis-exporter",
+                                ["-redis.addr", redis.health], ports.redis_exporter))
+    status_uri = f"http://127.0.0.1:{ports.nginx_status}{STATUS_PATH}"
+    _add(stack, _start_exporter(run_dir, "nginx-exporter", "prometheus-nginx-exporter",
+                                ["-nginx.scrape-uri", status_uri], ports.nginx_exporter))
+    _add(stack, _start_prometheus(run_dir, apps, ports))
+
+
+def prometheus_url(stack: Stack) -> str | None:
+    """Where the stack's Prometheus answers, when it runs one."""
+    ports = [p.port for p in stack.parts if p.name == "prometheus"]
+    return f"http://127.0.0.1:{ports[0]}" if ports else None
 
 
 def _stop(part: Part) -> None:

@@ -48,6 +48,11 @@ PENDING_SETTINGS: frozenset[str] = frozenset()
 
 CLUSTER_SCOPED = {"Namespace"}
 
+# Metrics sidecars (deploy/prometheus/kubernetes.yml scrapes them) and the
+# namespace Prometheus scrapes from (networkpolicy.yaml).
+EXPORTERS = {"nginx-exporter", "redis-exporter"}
+MONITORING_NAMESPACE = "monitoring"
+
 
 def _module(name: str) -> Any:
     """Import a test dependency; skip without it, but fail under CI=true."""
@@ -112,6 +117,14 @@ def _ports(deployment: dict[str, Any]) -> dict[str | int, int]:
             if "name" in port:
                 ports[port["name"]] = port["containerPort"]
     return ports
+
+
+def _container(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    """The container ``name`` of a pod, which runs one server and maybe metrics exporters."""
+    containers = {c["name"]: c for c in pod["containers"]}
+    assert len(containers) == len(pod["containers"]), "two containers share a name"
+    assert len(set(containers) - EXPORTERS) == 1, sorted(containers)
+    return containers[name]
 
 
 def _mounts(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -320,7 +333,7 @@ def test_redis_is_the_shared_cache() -> None:
     url = urlsplit(_env()["GEOJSON_API_REDIS_URL"])
     service = _find("Service", url.hostname or "")
     assert url.port in {p["port"] for p in service["spec"]["ports"]}
-    (container,) = _pod(_find("Deployment", REDIS))["containers"]
+    container = _container(_pod(_find("Deployment", REDIS)), "redis")
     args = container["args"]
     assert args[args.index("--maxmemory") + 1] == "256mb"
     assert args[args.index("--maxmemory-policy") + 1] == "allkeys-lru"
@@ -332,7 +345,7 @@ def test_nginx_renders_its_config_with_the_app_image() -> None:
     assert nginx["spec"]["replicas"] == 2
     pod = _pod(nginx)
     (init,) = pod["initContainers"]
-    (server,) = pod["containers"]
+    server = _container(pod, "nginx")
     assert init["image"] == _app_container()["image"]
     assert server["image"] == "nginx:1.27-bookworm"
     command = init["command"]
@@ -395,6 +408,8 @@ def test_network_policies_select_existing_pods_and_ports() -> None:
             for port in rule["ports"]:
                 assert port["port"] in _ports(target), (policy["metadata"]["name"], port)
             for peer in rule.get("from", [{}]):
+                if "namespaceSelector" in peer:  # another namespace: see the metrics test
+                    continue
                 sources = _selected(peer["podSelector"]["matchLabels"]) if peer else [None]
                 for source in sources:
                     name = source["metadata"]["name"] if source else "*"
@@ -504,3 +519,110 @@ def test_nginx_main_config_takes_the_rendered_site(tmp_path: Path) -> None:
         pytest.skip("`geojson-api nginx-config` is not in this checkout yet")
     assert rendered.returncode == 0, rendered.stderr
     _nginx_test(tmp_path / "nginx", site=site.read_text())
+
+
+# -- metrics (deploy/prometheus/kubernetes.yml, docs/operations-monitoring.md) -----------
+
+SCRAPED = {APP: "geojson-api", NGINX: "nginx", REDIS: "redis"}  # Deployment -> scrape job
+
+
+def _annotations(deployment: dict[str, Any]) -> dict[str, str]:
+    annotations: dict[str, str] = deployment["spec"]["template"]["metadata"].get(
+        "annotations", {})
+    return annotations
+
+
+def _relabel(rules: list[dict[str, Any]], labels: dict[str, str]) -> dict[str, str] | None:
+    """Prometheus's keep/replace relabelling (the subset kubernetes.yml uses)."""
+    labels = dict(labels)
+    for rule in rules:
+        value = ";".join(labels.get(name, "") for name in rule["source_labels"])
+        match = re.fullmatch(rule.get("regex", "(.*)"), value)
+        action = rule.get("action", "replace")
+        if action == "keep":
+            if match is None:
+                return None
+        elif action == "replace":
+            if match is not None:
+                replacement = re.sub(r"\$(\d+)", r"\\\1", rule.get("replacement", "$1"))
+                labels[rule["target_label"]] = match.expand(replacement)
+        else:
+            raise AssertionError(f"relabel action {action} is not emulated here")
+    return labels
+
+
+def _discovered(deployment: dict[str, Any]) -> dict[str, str]:
+    """The labels Kubernetes service discovery gives one pod of ``deployment``."""
+    def name(key: str) -> str:
+        return re.sub(r"[^a-zA-Z0-9_]", "_", key)
+
+    labels = {"__address__": "10.0.0.7", "__metrics_path__": "/metrics",
+              "__meta_kubernetes_pod_name": deployment["metadata"]["name"] + "-abc12"}
+    for key, value in _labels(deployment).items():
+        labels[f"__meta_kubernetes_pod_label_{name(key)}"] = value
+    for key, value in _annotations(deployment).items():
+        labels[f"__meta_kubernetes_pod_annotation_{name(key)}"] = value
+    return labels
+
+
+def test_scraped_pods_annotate_a_port_they_serve_metrics_on() -> None:
+    for name in SCRAPED:
+        deployment = _find("Deployment", name)
+        annotations = _annotations(deployment)
+        assert annotations["prometheus.io/scrape"] == "true", name
+        assert annotations["prometheus.io/path"] == "/metrics", name
+        assert int(annotations["prometheus.io/port"]) in _ports(deployment), name
+
+
+def test_exporter_sidecars_read_their_neighbour_on_loopback() -> None:
+    from geojson_api.nginxconf import STATUS_LISTEN, STATUS_PATH
+
+    nginx = _container(_pod(_find("Deployment", NGINX)), "nginx-exporter")
+    assert f"--nginx.scrape-uri=http://{STATUS_LISTEN}{STATUS_PATH}" in nginx["args"]
+    redis = _container(_pod(_find("Deployment", REDIS)), "redis-exporter")
+    redis_port = _ports(_find("Deployment", REDIS))["redis"]
+    assert f"--redis.addr=redis://127.0.0.1:{redis_port}" in redis["args"]
+    for deployment, container in ((NGINX, nginx), (REDIS, redis)):
+        port = int(_annotations(_find("Deployment", deployment))["prometheus.io/port"])
+        assert f"--web.listen-address=:{port}" in container["args"]
+        assert _ports(_find("Deployment", deployment))[container["ports"][0]["name"]] == port
+
+
+def test_scrape_config_finds_each_pod_under_its_job() -> None:
+    yaml = _module("yaml")
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "kubernetes.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == set(SCRAPED.values())
+    for job in jobs.values():
+        (sd,) = job["kubernetes_sd_configs"]
+        assert sd["role"] == "pod" and sd["namespaces"]["names"] == [NAMESPACE]
+    for deployment in _deployments():
+        name = deployment["metadata"]["name"]
+        found = {job_name: _relabel(job["relabel_configs"], _discovered(deployment))
+                 for job_name, job in jobs.items()}
+        kept = {job_name: labels for job_name, labels in found.items() if labels is not None}
+        if name not in SCRAPED:
+            assert not kept, name
+            continue
+        assert set(kept) == {SCRAPED[name]}, name
+        labels = kept[SCRAPED[name]]
+        port = _annotations(deployment)["prometheus.io/port"]
+        assert labels["__address__"] == f"10.0.0.7:{port}", name
+        assert labels["__metrics_path__"] == "/metrics"
+
+
+def test_only_prometheus_comes_from_outside_and_only_to_metrics_ports() -> None:
+    from_outside = set()
+    for policy in (r for r in _resources() if r["kind"] == "NetworkPolicy"):
+        spec = policy["spec"]
+        for rule in spec.get("ingress", []):
+            for peer in rule.get("from", []):
+                if "namespaceSelector" not in peer:
+                    continue
+                assert "podSelector" not in peer, policy["metadata"]["name"]
+                assert peer["namespaceSelector"]["matchLabels"] == {
+                    "kubernetes.io/metadata.name": MONITORING_NAMESPACE}
+                (target,) = _selected(spec["podSelector"]["matchLabels"])
+                from_outside |= {(target["metadata"]["name"], p["port"]) for p in rule["ports"]}
+    assert from_outside == {(name, int(_annotations(_find("Deployment", name))[
+        "prometheus.io/port"])) for name in SCRAPED}
