@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import integrity, locks
+from . import integrity, locks, metrics
 from .versions import Version
 
 log = logging.getLogger(__name__)
@@ -205,7 +205,9 @@ class Artifacts:
             return
         with locks.file_lock(self._lock(version, artifact), wait=wait) as locked:
             if locked:
-                artifact.build(version)
+                with metrics.artifact_build(name) as outcome:
+                    artifact.build(version)
+                    outcome.failed = not artifact.ready(version)
 
     def build_all(self, version: Version, at_start: bool = False) -> None:
         """Every expected artifact of ``version``, waiting for other builders (``prepare``);

@@ -21,6 +21,7 @@ import queue
 import threading
 from collections.abc import Callable, Hashable
 
+from . import metrics
 from .artifacts import Build
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,11 @@ def wait_idle(timeout: float | None = None) -> bool:
     return _runner.wait_idle(timeout)
 
 
+def queue_depth() -> int:
+    """Jobs waiting in this process's queue (not the one running)."""
+    return _runner._queue.qsize()
+
+
 class Scheduler:
     """Where a version's artifact builds run: Celery workers or this process's job thread.
 
@@ -106,8 +112,14 @@ class Scheduler:
 
     def build(self, request: Build) -> None:
         if self._send is not None and self._send(request):
+            metrics.job_submitted(request.artifact)
             return
-        submit(request, functools.partial(self._run, request))
+        if submit(request, functools.partial(self._timed, request)):
+            metrics.job_submitted(request.artifact)
+
+    def _timed(self, request: Build) -> None:
+        with metrics.job_run(request.artifact):
+            self._run(request)
 
     def call_soon(self, key: Hashable, job: Job) -> None:
         submit(key, job)

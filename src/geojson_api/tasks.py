@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from . import metrics
 from .artifacts import Build
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,11 @@ def celery_app(broker_url: str, run: Callable[[Build], None] | None = None) -> A
     if run is not None:
         @app.task(name=BUILD_TASK)  # type: ignore[untyped-decorator]
         def build(artifact: str, dataset: str, version: str) -> None:
-            run(Build(artifact, dataset, version))
+            try:
+                with metrics.job_run(artifact):
+                    run(Build(artifact, dataset, version))
+            finally:
+                metrics.RECORDER.flush()  # a pool process has no flush thread
 
     return app
 

@@ -1,0 +1,144 @@
+"""The request layer: every answer counted, timed and measured; ``GET /metrics`` answered.
+
+:class:`RequestMetrics` wraps everything the app answers (outside the CORS
+layer and the whole-file fast lane, inside the profiler). It reads the route
+template the app noted in the environ (:mod:`geojson_api.requestinfo`), the
+status and ``Content-Length`` it passed to ``start_response``, and times the
+request until the server closes its body (after the last byte, sendfile(2)
+included: a body the server sends itself keeps being that object, only its
+``close`` is wrapped). A request costs one small object and a few dict
+writes; the values prometheus-client exports are written in batches
+(:mod:`geojson_api.metrics.record`).
+
+``/metrics`` itself is answered here, never counted, and marked quiet for the
+access log (``geojson_api.quiet``). With ``metrics_port`` it is answered on
+that port only (Gunicorn listens there too), and that port answers nothing
+else.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from ..errors import error_reply
+from ..http import NO_STORE, Header, Reply
+from .record import RECORDER, Environ, Recorder
+from .scrape import CONTENT_TYPE
+
+PATH = "/metrics"
+QUIET = "geojson_api.quiet"  # read by the access log: no line for this request
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+_perf_counter = time.perf_counter
+
+
+class _Exchange:
+    """One request: its ``start_response``, and the body whose ``close`` ends its timing."""
+
+    __slots__ = ("recorder", "environ", "start_response", "started", "status", "headers",
+                 "body", "body_close")
+
+    def __init__(self, recorder: Recorder, environ: Environ, start_response: StartResponse,
+                 started: float) -> None:
+        self.recorder = recorder
+        self.environ = environ
+        self.start_response = start_response
+        self.started = started
+        self.status = "500"
+        self.headers: list[Header] = []
+        self.body: Iterable[bytes] = ()
+        self.body_close: Callable[[], Any] | None = None
+
+    def __call__(self, status: str, headers: list[Header], exc_info: Any = None) -> Any:
+        self.status = status
+        self.headers = headers
+        if exc_info is None:  # as called: some servers' callables take exactly two arguments
+            return self.start_response(status, headers)
+        return self.start_response(status, headers, exc_info)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.body)
+
+    def close(self) -> None:
+        try:
+            if self.body_close is not None:
+                self.body_close()
+        finally:
+            self.finish()
+
+    def finish(self) -> None:
+        length = 0
+        if self.environ.get("REQUEST_METHOD") != "HEAD":
+            for name, value in self.headers:
+                if len(name) == 14 and name.lower() == "content-length":
+                    length = int(value) if value.isdigit() else 0
+                    break
+        self.recorder.request(self.environ, self.status, length,
+                              _perf_counter() - self.started)
+
+
+class RequestMetrics:
+    """WSGI layer counting every request and answering ``/metrics``."""
+
+    def __init__(self, app: WSGIApp, scrape: Callable[[], bytes], token: str = "",
+                 port: int = 0) -> None:
+        self.app = app
+        self.scrape = scrape
+        self.expected = f"Bearer {token}".encode() if token else None
+        self.port = str(port) if port else None
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if self.port is not None:
+            if environ.get("SERVER_PORT") == self.port:
+                return self._metrics_port(environ, start_response)
+        elif environ.get("PATH_INFO") == PATH:
+            return self._answer(self._metrics(environ), environ, start_response)
+        recorder = RECORDER
+        exchange = _Exchange(recorder, environ, start_response, _perf_counter())
+        recorder.active[id(environ)] = environ
+        try:
+            body = self.app(environ, exchange)
+        except BaseException:
+            exchange.finish()  # the server answers 500
+            raise
+        exchange.body_close = getattr(body, "close", None)
+        wrapper = environ.get("wsgi.file_wrapper")
+        if wrapper is not None and isinstance(wrapper, type) and isinstance(body, wrapper):
+            body.close = exchange.close  # type: ignore[attr-defined]  # still sent by the server
+            return body
+        exchange.body = body
+        return exchange
+
+    def _metrics_port(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == PATH:
+            reply = self._metrics(environ)
+        else:
+            reply = error_reply(404, "not-found", f"this port serves {PATH} only")
+            environ[QUIET] = True
+        return self._answer(reply, environ, start_response)
+
+    def _metrics(self, environ: Environ) -> Reply:
+        environ[QUIET] = True
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return error_reply(405, "method-not-allowed", f"{PATH} answers GET and HEAD",
+                               [("Allow", "GET, HEAD")])
+        if self.expected is not None:
+            given = environ.get("HTTP_AUTHORIZATION", "").encode("latin-1", "replace")
+            if not hmac.compare_digest(given, self.expected):
+                return error_reply(401, "unauthorized", f"{PATH} needs the metrics token "
+                                   "(Authorization: Bearer <token>)",
+                                   [("WWW-Authenticate", 'Bearer realm="metrics"')])
+        body = self.scrape()
+        return Reply(200, [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body))),
+                           ("Cache-Control", NO_STORE)], [body])
+
+    @staticmethod
+    def _answer(reply: Reply, environ: Environ, start_response: StartResponse
+                ) -> Iterable[bytes]:
+        start_response(reply.status_line, reply.headers)
+        return () if environ.get("REQUEST_METHOD") == "HEAD" else reply.body
