@@ -23,6 +23,7 @@ import os
 import threading
 import time
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -87,6 +88,9 @@ IN_FLIGHT = "geojson_api_http_requests_in_flight"
 BYTES = "geojson_api_http_response_bytes_total"
 
 _N_REQUEST_BUCKETS = len(REQUEST_BUCKETS)
+_ROW_BUCKETS = 3  # a request row: count, bytes, seconds, then one count per bucket (and +Inf)
+DRAIN_AT = 10000  # queued requests counted at once when no flush comes first
+ROUTE_KEY = "geojson_api.route"  # requestinfo.ROUTE (not imported: this module imports nothing)
 _STATUS = {str(n): f"{n}xx" for n in range(1, 6)}
 _METHOD = {m: m for m in METHODS}
 
@@ -103,6 +107,7 @@ class Recorder:
         self._flush_lock = threading.Lock()
         self._counts: dict[tuple[str, Labels], float] = {}
         self._histograms: dict[tuple[str, Labels], list[float]] = {}
+        self._answered: deque[tuple[str, str, str, list[tuple[str, str]], float]] = deque()
         self.active: dict[int, Environ] = {}  # requests in flight, by id(environ)
         self._gauges: dict[str, Callable[[], float]] = {}
         self._flushed_routes: set[str] = set()
@@ -135,21 +140,38 @@ class Recorder:
         row[index] += 1
         row[-1] += value
 
-    def request(self, environ: Environ, status: str, length: int, elapsed: float) -> None:
-        """One answered request: its count, duration and bytes, under one lock."""
+    def request(self, environ: Environ, status: str, headers: list[tuple[str, str]],
+                elapsed: float) -> None:
+        """One answered request, queued as it is: no lock, nothing parsed here.
+
+        A deque's append is atomic, so the request path takes no lock (a lock costs
+        more than the rest); :meth:`flush` turns the queue into labelled counts.
+        """
         self.active.pop(id(environ), None)
-        route: str = environ.get("geojson_api.route", "unmatched")
-        method = _METHOD.get(environ.get("REQUEST_METHOD", ""), "other")
-        counted = (REQUESTS, (route, method, _STATUS.get(status[:1], "5xx")))
-        timed = (DURATION, (route, method))
-        index = bisect_left(REQUEST_BUCKETS, elapsed)
+        answered = self._answered
+        answered.append((environ.get(ROUTE_KEY, "unmatched"), environ.get("REQUEST_METHOD", ""),
+                         status, headers, elapsed))
+        if len(answered) > DRAIN_AT:  # no flush thread (tests, one process): bounded memory
+            self._drain()
+
+    def _drain(self) -> None:
+        """Answered requests into rows per (route, method, status digit), under the lock."""
+        answered = self._answered
+        rows: dict[tuple[str, str, str], list[float]] = {}
+        width = _ROW_BUCKETS + _N_REQUEST_BUCKETS + 1
+        bounds = REQUEST_BUCKETS
+        for _ in range(len(answered)):  # each popleft is atomic: requests may keep coming
+            route, method, status, headers, elapsed = answered.popleft()
+            key = (route, method, status[:1])
+            row = rows.get(key)
+            if row is None:
+                row = rows[key] = [0.0] * width
+            row[0] += 1
+            row[1] += content_length(headers)
+            row[2] += elapsed
+            row[bisect_left(bounds, elapsed) + _ROW_BUCKETS] += 1
         with self._lock:
-            counts = self._counts
-            counts[counted] = counts.get(counted, 0.0) + 1.0
-            if length:
-                sent = (BYTES, (route,))
-                counts[sent] = counts.get(sent, 0.0) + length
-            self._add(timed, index, elapsed, _N_REQUEST_BUCKETS)
+            _requests_into(rows, self._counts, self._histograms)
 
     def gauge(self, name: str, read: Callable[[], float]) -> None:
         """Set gauge ``name`` from ``read()`` at every flush (e.g. the cache's back-off)."""
@@ -161,6 +183,7 @@ class Recorder:
         if not self.enabled:
             return
         with self._flush_lock:
+            self._drain()
             with self._lock:
                 counts, self._counts = self._counts, {}
                 histograms, self._histograms = self._histograms, {}
@@ -177,7 +200,7 @@ class Recorder:
     def _flush_gauges(self) -> None:
         routes: dict[str, int] = {}
         for environ in list(self.active.values()):
-            route = environ.get("geojson_api.route", "unmatched")
+            route = environ.get(ROUTE_KEY, "unmatched")
             routes[route] = routes.get(route, 0) + 1
         for route in self._flushed_routes | set(routes):
             self._child(IN_FLIGHT, (route,)).set(routes.get(route, 0))
@@ -245,9 +268,38 @@ class Recorder:
         self._lock = threading.Lock()  # another thread may have held it at the fork
         self._flush_lock = threading.Lock()
         self._counts, self._histograms, self.active = {}, {}, {}
+        self._answered = deque()
         self._flushed_routes = set()
         self._thread = None
         self._stop = threading.Event()
+
+
+def content_length(headers: list[tuple[str, str]]) -> int:
+    for name, value in headers:
+        if len(name) == 14 and name.lower() == "content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
+def _requests_into(requests: dict[tuple[str, str, str], list[float]],
+                   counts: dict[tuple[str, Labels], float],
+                   histograms: dict[tuple[str, Labels], list[float]]) -> None:
+    """Request rows added to the three request metrics' labelled values (HEAD sends no
+    bytes)."""
+    for (route, raw_method, digit), row in requests.items():
+        method = _METHOD.get(raw_method, "other")
+        counted = (REQUESTS, (route, method, _STATUS.get(digit, "5xx")))
+        counts[counted] = counts.get(counted, 0.0) + row[0]
+        if row[1] and method != "HEAD":
+            sent = (BYTES, (route,))
+            counts[sent] = counts.get(sent, 0.0) + row[1]
+        timed = (DURATION, (route, method))
+        total = histograms.get(timed)
+        if total is None:
+            total = histograms[timed] = [0.0] * (_N_REQUEST_BUCKETS + 2)
+        for i, n in enumerate(row[_ROW_BUCKETS:]):
+            total[i] += n
+        total[-1] += row[2]
 
 
 RECORDER = Recorder()

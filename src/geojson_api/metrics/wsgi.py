@@ -72,13 +72,7 @@ class _Exchange:
             self.finish()
 
     def finish(self) -> None:
-        length = 0
-        if self.environ.get("REQUEST_METHOD") != "HEAD":
-            for name, value in self.headers:
-                if len(name) == 14 and name.lower() == "content-length":
-                    length = int(value) if value.isdigit() else 0
-                    break
-        self.recorder.request(self.environ, self.status, length,
+        self.recorder.request(self.environ, self.status, self.headers,
                               _perf_counter() - self.started)
 
 
