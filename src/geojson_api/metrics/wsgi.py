@@ -80,8 +80,9 @@ class RequestMetrics:
     """WSGI layer counting every request and answering ``/metrics``."""
 
     def __init__(self, app: WSGIApp, scrape: Callable[[], bytes], token: str = "",
-                 port: int = 0) -> None:
+                 port: int = 0, recorder: Recorder = RECORDER) -> None:
         self.app = app
+        self.recorder = recorder
         self.scrape = scrape
         self.expected = f"Bearer {token}".encode() if token else None
         self.port = str(port) if port else None
@@ -92,7 +93,7 @@ class RequestMetrics:
                 return self._metrics_port(environ, start_response)
         elif environ.get("PATH_INFO") == PATH:
             return self._answer(self._metrics(environ), environ, start_response)
-        recorder = RECORDER
+        recorder = self.recorder
         exchange = _Exchange(recorder, environ, start_response, _perf_counter())
         recorder.active[id(environ)] = environ
         try:
