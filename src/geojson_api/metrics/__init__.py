@@ -41,11 +41,10 @@ def init_app(app: Flask, catalog: Catalog, settings: Settings, version: str) -> 
     RECORDER.enabled = settings.metrics
     if not settings.metrics:
         return
+    from .. import jobs
     from . import multiproc
     from .scrape import FactsCollector, Scrape, counted_collector
     from .wsgi import RequestMetrics
-
-    from .. import jobs
 
     cache = app.extensions["shared_cache"]
     RECORDER.gauge("geojson_api_cache_backoff", lambda: float(cache.backing_off()))

@@ -31,7 +31,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .record import RECORDER, worker_restarted
 
@@ -100,24 +100,25 @@ def locked(folder: str, exclusive: bool) -> Iterator[None]:
 
 def archive(folder: str, pid: int) -> None:
     """Move a dead process's counters and histograms into the archive; delete its files."""
-    from prometheus_client import multiprocess
-    from prometheus_client.mmap_dict import MmapedDict
+    from prometheus_client import mmap_dict, multiprocess
+
+    files: Any = mmap_dict.MmapedDict  # untyped
 
     with locked(folder, exclusive=True):
         for kind in ARCHIVED:
             dead = os.path.join(folder, f"{kind}_{pid}.db")
             if not os.path.exists(dead):
                 continue
-            store = MmapedDict(os.path.join(folder, f"{kind}_archive.db"))
+            store = files(os.path.join(folder, f"{kind}_archive.db"))
             try:
-                for key, value, _timestamp, _pos in MmapedDict.read_all_values_from_file(dead):
+                for key, value, _timestamp, _pos in files.read_all_values_from_file(dead):
                     if value:
                         total, _ = store.read_value(key)
                         store.write_value(key, total + value, 0.0)
             finally:
                 store.close()
             os.unlink(dead)
-        multiprocess.mark_process_dead(pid, folder)  # its live gauges
+        cast(Any, multiprocess).mark_process_dead(pid, folder)  # its live gauges
         for rest in glob.glob(os.path.join(folder, f"*_{pid}.db")):
             os.unlink(rest)  # any other gauge it had
 
@@ -142,11 +143,12 @@ class SharedFilesCollector:
         self.folder = folder
 
     def collect(self) -> list[Any]:
-        from prometheus_client.multiprocess import MultiProcessCollector
+        from prometheus_client import multiprocess
 
+        collector: Any = multiprocess.MultiProcessCollector  # untyped
         with locked(self.folder, exclusive=False):
             files = glob.glob(os.path.join(self.folder, "*.db"))
-            return list(MultiProcessCollector.merge(files, accumulate=True))
+            return list(collector.merge(files, accumulate=True))
 
 
 def serve_worker_metrics(settings: Settings, version: str) -> None:

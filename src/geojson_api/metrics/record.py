@@ -26,7 +26,7 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 log = logging.getLogger(__name__)
 
@@ -224,8 +224,9 @@ class Recorder:
     def metrics(self) -> dict[str, Any]:
         """The prometheus-client objects, made on first use (never registered globally)."""
         if self._metrics is None:
-            import prometheus_client as prom
+            import prometheus_client
 
+            prom: Any = prometheus_client  # partly untyped
             prom.disable_created_metrics()  # as in multiprocess mode: no *_created series
             made: dict[str, Any] = {}
             for spec in SPECS.values():
@@ -237,7 +238,7 @@ class Recorder:
                                                      **common)
                 else:
                     made[spec.name] = prom.Gauge(spec.name, spec.help,
-                                                 multiprocess_mode=spec.mode, **common)
+                                                 multiprocess_mode=cast(Any, spec.mode), **common)
             self._metrics = made
         return self._metrics
 

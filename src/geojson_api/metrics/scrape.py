@@ -182,7 +182,7 @@ class Scrape:
 
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(counted)
-        self.registry.register(facts)  # type: ignore[arg-type]
+        self.registry.register(facts)
 
     def __call__(self) -> bytes:
         from prometheus_client import generate_latest

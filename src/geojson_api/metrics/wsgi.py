@@ -32,7 +32,7 @@ PATH = "/metrics"
 QUIET = "geojson_api.quiet"  # read by the access log: no line for this request
 
 StartResponse = Callable[..., Any]
-WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+WSGIApp = Callable[[Any, StartResponse], Iterable[bytes]]
 
 _perf_counter = time.perf_counter
 
@@ -40,8 +40,16 @@ _perf_counter = time.perf_counter
 class _Exchange:
     """One request: its ``start_response``, and the body whose ``close`` ends its timing."""
 
-    __slots__ = ("recorder", "environ", "start_response", "started", "status", "headers",
-                 "body", "body_close")
+    __slots__ = (
+        "body",
+        "body_close",
+        "environ",
+        "headers",
+        "recorder",
+        "start_response",
+        "started",
+        "status",
+    )
 
     def __init__(self, recorder: Recorder, environ: Environ, start_response: StartResponse,
                  started: float) -> None:
