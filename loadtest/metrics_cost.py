@@ -127,7 +127,7 @@ def drive(instance: Instance, path: str, connections: int, duration: int, runs: 
     used = instance.cpu_seconds() - cpu
     stats = parse_wrk(text)
     runs.rps.append(stats.requests_per_s)
-    runs.p99_ms.append(stats.latency_ms.get("99") or 0.0)
+    runs.p99_ms.append(stats.latency_ms.get("p99") or 0.0)
     runs.cpu_us_per_request.append(used / max(stats.requests, 1) * 1e6)
     runs.errors += stats.errors
 

@@ -151,7 +151,7 @@ def test_duration_is_measured_until_the_body_is_closed() -> None:
     assert not closed
     body.close()  # type: ignore[attr-defined]
     assert closed == [True] and not recorder.active
-    recorder._drain()
+    recorder.drain()
     assert recorder._counts == {
         ("geojson_api_http_requests_total", ("unmatched", "other", "5xx")): 1.0,
         ("geojson_api_http_response_bytes_total", ("unmatched",)): 7.0}
@@ -166,7 +166,7 @@ def test_flushed_histogram_matches_observe() -> None:
     values = [0.0001, 0.0005, 0.0007, 0.003, 0.3, 61.0, 2.5]
     for v in values:
         reference.observe(v)
-        recorder.request({"geojson_api.route": "/r", "REQUEST_METHOD": "GET"}, "200 OK", [], v)
+        recorder.request({"geojson_api.route": "/r", "REQUEST_METHOD": "GET"}, "200 OK", 0, v)
     recorder.flush()
     ours = {s.labels.get("le"): s.value for s in
             recorder.metrics()["geojson_api_http_request_duration_seconds"].collect()[0].samples
@@ -178,7 +178,7 @@ def test_flushed_histogram_matches_observe() -> None:
 def test_counts_survive_a_second_flush_and_no_flush_loses_any() -> None:
     recorder = Recorder()
     for _ in range(record.DRAIN_AT + 5):  # drains on its own past DRAIN_AT
-        recorder.request({"REQUEST_METHOD": "GET"}, "200 OK", [], 0.001)
+        recorder.request({"REQUEST_METHOD": "GET"}, "200 OK", 0, 0.001)
     recorder.flush()
     recorder.flush()
     counter = recorder.metrics()["geojson_api_http_requests_total"]
@@ -270,7 +270,7 @@ _DEAD_WORKER = textwrap.dedent("""
     from geojson_api.metrics.record import RECORDER
     for _ in range({n}):
         RECORDER.request({{"geojson_api.route": "/r", "REQUEST_METHOD": "GET"}}, "200 OK",
-                         [("Content-Length", "10")], 0.002)
+                         10, 0.002)
     RECORDER.flush()
     print(os.getpid())
 """)

@@ -89,7 +89,7 @@ BYTES = "geojson_api_http_response_bytes_total"
 
 _N_REQUEST_BUCKETS = len(REQUEST_BUCKETS)
 _ROW_BUCKETS = 3  # a request row: count, bytes, seconds, then one count per bucket (and +Inf)
-DRAIN_AT = 10000  # queued requests counted at once when no flush comes first
+DRAIN_AT = 2000  # queued requests counted at once when no flush comes first
 ROUTE_KEY = "geojson_api.route"  # requestinfo.ROUTE (not imported: this module imports nothing)
 _STATUS = {str(n): f"{n}xx" for n in range(1, 6)}
 _METHOD = {m: m for m in METHODS}
@@ -107,7 +107,7 @@ class Recorder:
         self._flush_lock = threading.Lock()
         self._counts: dict[tuple[str, Labels], float] = {}
         self._histograms: dict[tuple[str, Labels], list[float]] = {}
-        self._answered: deque[tuple[str, str, str, list[tuple[str, str]], float]] = deque()
+        self.answered: deque[tuple[str, str, str, int, float]] = deque()
         self.active: dict[int, Environ] = {}  # requests in flight, by id(environ)
         self._gauges: dict[str, Callable[[], float]] = {}
         self._flushed_routes: set[str] = set()
@@ -140,34 +140,34 @@ class Recorder:
         row[index] += 1
         row[-1] += value
 
-    def request(self, environ: Environ, status: str, headers: list[tuple[str, str]],
-                elapsed: float) -> None:
-        """One answered request, queued as it is: no lock, nothing parsed here.
+    def request(self, environ: Environ, status: str, length: int, elapsed: float) -> None:
+        """One answered request, queued as plain values: no lock, no labels made here.
 
-        A deque's append is atomic, so the request path takes no lock (a lock costs
-        more than the rest); :meth:`flush` turns the queue into labelled counts.
+        A deque's append is atomic, so the request path takes no lock (one costs more
+        than the rest); :meth:`flush` turns the queue into labelled counts. The entry
+        holds only strings and numbers, which the garbage collector stops tracking.
         """
         self.active.pop(id(environ), None)
-        answered = self._answered
+        answered = self.answered
         answered.append((environ.get(ROUTE_KEY, "unmatched"), environ.get("REQUEST_METHOD", ""),
-                         status, headers, elapsed))
+                         status[:1], length, elapsed))
         if len(answered) > DRAIN_AT:  # no flush thread (tests, one process): bounded memory
-            self._drain()
+            self.drain()
 
-    def _drain(self) -> None:
+    def drain(self) -> None:
         """Answered requests into rows per (route, method, status digit), under the lock."""
-        answered = self._answered
+        answered = self.answered
         rows: dict[tuple[str, str, str], list[float]] = {}
         width = _ROW_BUCKETS + _N_REQUEST_BUCKETS + 1
         bounds = REQUEST_BUCKETS
         for _ in range(len(answered)):  # each popleft is atomic: requests may keep coming
-            route, method, status, headers, elapsed = answered.popleft()
-            key = (route, method, status[:1])
+            route, method, digit, length, elapsed = answered.popleft()
+            key = (route, method, digit)
             row = rows.get(key)
             if row is None:
                 row = rows[key] = [0.0] * width
             row[0] += 1
-            row[1] += content_length(headers)
+            row[1] += length
             row[2] += elapsed
             row[bisect_left(bounds, elapsed) + _ROW_BUCKETS] += 1
         with self._lock:
@@ -183,7 +183,7 @@ class Recorder:
         if not self.enabled:
             return
         with self._flush_lock:
-            self._drain()
+            self.drain()
             with self._lock:
                 counts, self._counts = self._counts, {}
                 histograms, self._histograms = self._histograms, {}
@@ -269,17 +269,10 @@ class Recorder:
         self._lock = threading.Lock()  # another thread may have held it at the fork
         self._flush_lock = threading.Lock()
         self._counts, self._histograms, self.active = {}, {}, {}
-        self._answered = deque()
+        self.answered = deque()
         self._flushed_routes = set()
         self._thread = None
         self._stop = threading.Event()
-
-
-def content_length(headers: list[tuple[str, str]]) -> int:
-    for name, value in headers:
-        if len(name) == 14 and name.lower() == "content-length":
-            return int(value) if value.isdigit() else 0
-    return 0
 
 
 def _requests_into(requests: dict[tuple[str, str, str], list[float]],
