@@ -49,6 +49,13 @@ class _Answer(list[bytes]):
 
     __slots__ = ("body_close", "environ", "headers", "recorder", "start_response", "started",
                  "status")
+    body_close: Callable[[], Any] | None
+    environ: Environ
+    headers: list[Header]
+    recorder: Recorder
+    start_response: StartResponse
+    started: float
+    status: str
 
     def __call__(self, status: str, headers: list[Header], exc_info: Any = None) -> Any:
         self.status = status
@@ -81,6 +88,7 @@ class _Iterated(_Answer):
     """An answer whose body is not a list: iterated as it comes."""
 
     __slots__ = ("body",)
+    body: Iterable[bytes]
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self.body)
