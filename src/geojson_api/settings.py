@@ -508,6 +508,9 @@ def _validate(s: Settings) -> None:
     if s.cors_credentials and s.cors_origins.strip() == "*":
         raise SettingsError(f"{env_name('cors_credentials')} cannot be true while "
                             f"{env_name('cors_origins')} is '*': list the origins instead")
+    if s.metrics_port and s.bind.endswith(f":{s.metrics_port}"):
+        raise SettingsError(f"{env_name('metrics_port')} must differ from the port of "
+                            f"{env_name('bind')} ({s.bind})")
     if s.features_limit > s.features_max_limit:
         raise SettingsError(
             f"{env_name('features_limit')} must be at most {env_name('features_max_limit')} "

@@ -330,3 +330,43 @@ def test_metrics_host() -> None:
     assert multiproc.metrics_host("0.0.0.0:8000") == "0.0.0.0"
     assert multiproc.metrics_host("[::1]:8000") == "::1"
     assert multiproc.metrics_host("unix:/run/app.sock") == "127.0.0.1"
+
+
+def test_a_body_the_server_sends_itself_stays_that_object() -> None:
+    """sendfile(2) needs the server's own file wrapper back: only its close is wrapped."""
+    recorder = Recorder()
+
+    class FileWrapper:
+        def __init__(self, data: bytes) -> None:
+            self.data, self.closed = data, False
+
+        def __iter__(self) -> Iterable[bytes]:
+            return iter([self.data])
+
+        def close(self) -> None:
+            self.closed = True
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        environ["geojson_api.route"] = "/big"
+        start_response("200 OK", [("Content-Length", "3")])
+        return environ["wsgi.file_wrapper"](b"abc")
+
+    layer = RequestMetrics(app, lambda: b"", recorder=recorder)
+    environ = {"PATH_INFO": "/big", "REQUEST_METHOD": "GET", "wsgi.file_wrapper": FileWrapper}
+    body = layer(environ, lambda status, headers: None)
+    assert type(body) is FileWrapper and recorder.active
+    body.close()  # type: ignore[attr-defined]
+    assert body.closed and not recorder.active  # type: ignore[attr-defined]
+    recorder.drain()
+    assert recorder._counts[("geojson_api_http_requests_total", ("/big", "GET", "2xx"))] == 1
+    assert recorder._counts[("geojson_api_http_response_bytes_total", ("/big",))] == 3
+
+
+def test_metrics_settings_are_checked() -> None:
+    from geojson_api.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match="GEOJSON_API_METRICS_PORT must differ"):
+        Settings(bind="127.0.0.1:9100", metrics_port=9100)
+    with pytest.raises(SettingsError, match="GEOJSON_API_METRICS_FLUSH_INTERVAL"):
+        Settings(metrics_flush_interval=0)
+    assert Settings(metrics_datasets="a, b").metrics_dataset_list == ("a", "b")
