@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import integrity, locks, metrics
+from . import integrity, locks
+from .metrics import record as metrics
 from .versions import Version
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from typing import Any
 from flask import Flask, current_app
 from flask_caching import Cache
 
-from . import metrics
+from .metrics import record as metrics
 from .settings import Settings
 
 log = logging.getLogger(__name__)

@@ -64,7 +64,7 @@ from typing import Any
 
 import orjson
 
-from . import compress, integrity, locks, metrics
+from . import compress, integrity, locks
 from .artifacts import Artifact, Artifacts, Build, Scheduler
 from .errors import (
     APIError,
@@ -76,6 +76,7 @@ from .errors import (
     storage_problem,
 )
 from .gevent_support import run_blocking
+from .metrics import record as metrics
 from .names import SUFFIXES, name_of_file
 from .scan import scan
 from .settings import Settings

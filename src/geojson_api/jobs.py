@@ -21,8 +21,8 @@ import queue
 import threading
 from collections.abc import Callable, Hashable
 
-from . import metrics
 from .artifacts import Build
+from .metrics import record as metrics
 
 log = logging.getLogger(__name__)
 

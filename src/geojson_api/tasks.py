@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from . import metrics
 from .artifacts import Build
+from .metrics import record as metrics
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ def init_app(app: Flask, catalog: Catalog, settings: Settings, version: str) -> 
         return
     from .. import jobs
     from . import multiproc
-    from .scrape import FactsCollector, Scrape, counted_collector
+    from .scrape import FactsCollector, LocalCollector, Scrape
     from .wsgi import RequestMetrics
 
     cache = app.extensions["shared_cache"]
@@ -53,7 +53,8 @@ def init_app(app: Flask, catalog: Catalog, settings: Settings, version: str) -> 
     folder = multiproc.directory()
     facts = FactsCollector(catalog, settings, multiproc.master_pid() if folder else None,
                            version)
-    scrape = Scrape(facts, counted_collector(folder))
+    counted = LocalCollector() if folder is None else multiproc.SharedFilesCollector(folder)
+    scrape = Scrape(facts, counted)
     app.extensions["metrics"] = scrape
     app.wsgi_app = RequestMetrics(  # type: ignore[method-assign]
         app.wsgi_app, scrape, settings.metrics_token,

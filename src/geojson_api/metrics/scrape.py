@@ -189,12 +189,3 @@ class Scrape:
 
         RECORDER.flush()  # this process's latest counts are in the answer
         return generate_latest(self.registry)
-
-
-def counted_collector(directory: str | None) -> Any:
-    """The collector of counted metrics: the shared files' sum, or this process's values."""
-    if directory is None:
-        return LocalCollector()
-    from .multiproc import SharedFilesCollector
-
-    return SharedFilesCollector(directory)
