@@ -325,8 +325,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if not args.timeout > 0:
             return fail("worker", "--timeout must be above 0 seconds")
         return _ping_worker(settings.broker_url, args.timeout)
+    from .logs import setup_celery
     from .pipeline import worker_app
 
+    setup_celery(settings)  # JSON lines, with the request id of each job
     argv = ["worker", f"--concurrency={args.concurrency}", "--loglevel=INFO",
             "--without-gossip", "--without-mingle", f"--hostname={WORKER_NODE}"]
     worker_app(settings).worker_main(argv)
