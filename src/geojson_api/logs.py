@@ -273,14 +273,12 @@ class RequestIds:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         given = environ.get(self.environ_key)
-        if requestid.sane(given):
-            rid = str(given)
-        else:
-            rid = requestid.new()
-            if given is not None:
-                log.debug("request id %r refused (not %s): using %s", given[:200],
-                          requestid.PATTERN, rid)
+        rid = str(given) if requestid.sane(given) else requestid.new()
         environ[requestinfo.REQUEST_ID] = rid
+        token = requestid.enter(rid, environ)
+        if given is not None and rid != given:
+            log.debug("request id %r refused (not %s): using %s", given[:200],
+                      requestid.PATTERN, rid)
         echoed = (self.header, rid)
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -289,7 +287,6 @@ class RequestIds:
                 return start_response(status, headers)
             return start_response(status, headers, exc_info)
 
-        token = requestid.enter(rid, environ)
         try:
             body = self.app(environ, start)
         except BaseException:
