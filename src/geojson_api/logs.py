@@ -212,14 +212,16 @@ class GunicornLogger(glogging.Logger):  # type: ignore[misc]
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)  # runs again on a reload (SIGHUP): so does this
-        self.log_format = Settings.from_env().log_format
+        settings = Settings.from_env()
+        self.log_format = settings.log_format
         ours = [h for h in self.error_log.handlers if getattr(h, "_gunicorn", False)]
         for handler in ours + [h for h in self.access_log.handlers
                                if getattr(h, "_gunicorn", False)]:
             prepare(handler, self.log_format)
         app_logger = logging.getLogger("geojson_api")  # published versions, builds...
-        app_logger.handlers = ours  # ...in Gunicorn's error log
+        app_logger.handlers = ours  # ...in Gunicorn's error log (the master's too)
         app_logger.propagate = False
+        app_logger.setLevel(settings.log_level.upper())
 
     def access(self, resp: Any, req: Any, environ: Environ, request_time: Any) -> None:
         if environ.get(QUIET) or not self.access_log_enabled:

@@ -188,7 +188,7 @@ def test_streamed_bodies_keep_the_id_until_closed(make_app: Callable[..., Flask]
     answer = layer({"HTTP_X_REQUEST_ID": "s-1"}, lambda status, headers: None)
     assert b"".join(answer) == b"x" and seen == ["s-1"]
     assert requestid.current() == "s-1"  # until the server closes the body
-    answer.close()  # type: ignore[attr-defined]
+    answer.close()
     assert requestid.current() is None
 
 
@@ -201,7 +201,7 @@ def test_finished_bodies_are_returned_as_they_are() -> None:
 
     sent = Wrapper(io.BytesIO(b"data"))
     for body in ([b"a"], sent):
-        layer = logs.RequestIds(lambda environ, start, body=body: body)  # type: ignore[misc]
+        layer = logs.RequestIds(lambda environ, start, body=body: body)
         assert layer({"wsgi.file_wrapper": Wrapper}, lambda *a: None) is body
         assert requestid.current() is None
 
