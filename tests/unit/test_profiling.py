@@ -12,7 +12,7 @@ from flask import Flask
 from werkzeug.test import EnvironBuilder
 from werkzeug.wsgi import FileWrapper
 
-from geojson_api import cors
+from geojson_api import cors, logs
 from geojson_api.cli import main
 from geojson_api.delivery import FastLane
 from geojson_api.profiling import RequestProfiler, profiles, summary
@@ -34,8 +34,9 @@ def profiled(make_app: Callable[..., Flask], tmp_path: Path) -> tuple[Flask, Pat
 
 
 def test_off_unless_set(app: Flask) -> None:
-    assert isinstance(app.wsgi_app, cors.Middleware)
-    assert isinstance(app.wsgi_app.app, FastLane)
+    assert isinstance(app.wsgi_app, logs.RequestIds)  # the outermost layer without profiling
+    assert isinstance(app.wsgi_app.app, cors.Middleware)
+    assert isinstance(app.wsgi_app.app.app, FastLane)
     assert Settings.from_env({"GEOJSON_API_PROFILE_DIR": ""}).profile_dir is None
     assert Settings.from_env({"GEOJSON_API_PROFILE_DIR": "/tmp/p"}).profile_dir == Path("/tmp/p")
 
