@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from flask import Flask
@@ -13,6 +12,7 @@ from . import (
     cors,
     delivery,
     errors,
+    logs,
     metrics,
     pipeline,
     profiling,
@@ -49,8 +49,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         tiles.init_app(app, catalog, settings)
     cors.init_app(app, settings.cors_origin_list, settings.cors_credentials,
                   settings.cors_max_age)  # around the fast lane: every answer has them
+    logs.init_app(app, settings)  # around CORS: every answer and log line has its request id
     metrics.init_app(app, catalog, settings, __version__)  # counts every answer but /metrics
     if settings.profile_dir is not None:  # outermost: it sees the fast lane too
         profiling.init_app(app, Path(settings.profile_dir))
-    logging.getLogger("geojson_api").setLevel(settings.log_level.upper())
     return app

@@ -326,8 +326,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if not args.timeout > 0:
             return fail("worker", "--timeout must be above 0 seconds")
         return _ping_worker(settings.broker_url, args.timeout)
+    from .logs import setup_celery
     from .pipeline import worker_app
 
+    setup_celery(settings)  # JSON lines, with the request id of each job
     if settings.metrics and settings.metrics_port:  # its own /metrics: it has no Gunicorn
         from . import __version__
         from .metrics.multiproc import serve_worker_metrics

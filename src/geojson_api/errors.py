@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from flask import Flask, Response, current_app
 from werkzeug.exceptions import HTTPException
 
+from . import requestid
 from .http import JSON, NO_STORE, Header, Reply
 
 log = logging.getLogger(__name__)
@@ -218,8 +219,11 @@ def storage_problem(code: str, description: str, retry_after: int) -> StorageFul
 
 
 def error_body(code: str, description: str, **extra: Any) -> bytes:
-    """The one JSON shape of every error the service answers."""
-    return json.dumps({"code": code, "description": description, **extra}).encode()
+    """The one JSON shape of every error the service answers (with the request's id,
+    when one is being handled, so a client can quote it)."""
+    rid = requestid.current()
+    named = {"request_id": rid} if rid is not None else {}
+    return json.dumps({"code": code, "description": description, **named, **extra}).encode()
 
 
 def error_reply(status: int, code: str, description: str,

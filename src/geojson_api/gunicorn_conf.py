@@ -43,9 +43,12 @@ keepalive = _s.keepalive
 max_requests = _s.max_requests
 max_requests_jitter = _s.max_requests_jitter
 accesslog = _s.access_log or None
+# JSON error and access logs (GEOJSON_API_LOG_FORMAT), the app's log in the error log.
+logger_class = "geojson_api.logs.GunicornLogger"
 # Gunicorn's size atom %(b)s counts bytes written by Python and stays 0 when the
 # body went out with sendfile(2); log the Content-Length instead, and the time
-# taken in milliseconds at the end.
+# taken in milliseconds at the end. (This is the text format; the JSON lines of
+# geojson_api.logs take the same Content-Length.)
 access_log_format = (
     '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %({content-length}o)s "%(f)s" "%(a)s" %(M)sms'
 )
@@ -59,7 +62,8 @@ forwarded_allow_ips = _s.forwarded_allow_ips
 
 
 def on_starting(server: object) -> None:
-    """In the master, before any worker: the metrics folder, the app's log, every dataset."""
+    """In the master, before any worker: the metrics folder, every dataset (the app's log
+    goes to Gunicorn's error log: geojson_api.logs.GunicornLogger)."""
     import logging
 
     if _s.metrics:  # first: before anything imports prometheus-client
@@ -68,9 +72,6 @@ def on_starting(server: object) -> None:
         multiproc.prepare(_s)
 
     logger = logging.getLogger("gunicorn.error")
-    app_logger = logging.getLogger("geojson_api")  # published versions, index builds...
-    app_logger.handlers = list(logger.handlers)  # ...go to Gunicorn's error log
-    app_logger.propagate = False
     if not os.environ.get(UNKNOWN_WARNED):  # `geojson-api serve` has said it already
         for line in unknown_variables():
             logger.warning("%s", line)

@@ -21,7 +21,7 @@ import queue
 import threading
 from collections.abc import Callable, Hashable
 
-from . import tracing
+from . import requestid, tracing
 from .artifacts import Build
 from .metrics import record as metrics
 
@@ -42,13 +42,14 @@ class JobRunner:
         self._pid = 0
 
     def submit(self, key: Hashable, job: Job) -> bool:
-        """Queue ``job`` unless a job with ``key`` is already waiting or running."""
+        """Queue ``job`` unless a job with ``key`` is already waiting or running; it runs
+        under the id of the request that submitted it (its log lines carry it)."""
         with self._lock:
             if key in self._pending:
                 return False
             self._pending.add(key)
             self._ensure_thread()
-        self._queue.put((key, job))
+        self._queue.put((key, requestid.carried(job)))
         return True
 
     def _ensure_thread(self) -> None:

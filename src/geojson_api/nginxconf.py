@@ -15,7 +15,7 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from . import cors
+from . import cors, requestid
 from .delivery import OFFLOAD_PREFIX
 from .settings import Settings
 
@@ -49,13 +49,14 @@ def _loopback(listen: str) -> str:
 
 
 def render_site(settings: Settings, upstreams: Sequence[str],
-                access_log: str = "/dev/stdout geojson_api_json",
+                access_log: str = "/dev/stdout",
                 cache_dir: str = "/var/cache/nginx/geojson-api",
                 tiles_socket: str = TILES_SOCKET,
                 status_listen: str | None = STATUS_LISTEN) -> str:
     """The http-level configuration: upstream, rate limit, server(s), offload locations,
     the tile-range server on the unix socket ``tiles_socket``, and (unless
-    ``status_listen`` is None) the loopback ``stub_status`` server."""
+    ``status_listen`` is None) the loopback ``stub_status`` server. ``access_log`` is
+    where the access log goes; its format is ``GEOJSON_API_LOG_FORMAT``'s."""
     if not upstreams:
         raise ValueError("at least one upstream HOST:PORT is needed")
     template = _environment().get_template("geojson-api.conf.j2")
@@ -70,6 +71,10 @@ def render_site(settings: Settings, upstreams: Sequence[str],
         burst=settings.nginx_burst,
         max_body=settings.nginx_max_body,
         access_log=access_log,
+        log_format=settings.log_format,
+        request_id_header=settings.request_id_header,
+        request_id_var="http_" + settings.request_id_header.lower().replace("-", "_"),
+        request_id_pattern=requestid.PATTERN,
         offload_prefix=OFFLOAD_PREFIX,
         microcache=settings.nginx_microcache,
         cache_dir=cache_dir,
@@ -91,7 +96,7 @@ def write_standalone(settings: Settings, upstreams: Sequence[str], run_dir: Path
     run_dir.mkdir(parents=True, exist_ok=True)
     site = run_dir / "geojson-api.conf"
     site.write_text(render_site(settings, upstreams,
-                                access_log=f"{run_dir}/access.log geojson_api_json",
+                                access_log=f"{run_dir}/access.log",
                                 cache_dir=f"{run_dir}/cache",
                                 tiles_socket=f"{run_dir}/tiles.sock",
                                 status_listen=status_listen))

@@ -397,6 +397,21 @@ class Settings:
         "operations",
         rule=more_than(0),
     )
+    log_format: str = _setting(
+        "json",
+        "Log lines of the app, Gunicorn (error and access logs) and the job worker: `json` "
+        "(one object per line, with the request id) or `text` (the classic formats, for a "
+        "terminal). Nginx's access log follows it too.",
+        "operations",
+        rule=one_of("json", "text"),
+    )
+    request_id_header: str = _setting(
+        "X-Request-ID",
+        "Request header whose id (when sane: up to 128 letters, digits or `+/=._:@-`) names "
+        "a request in every log line; otherwise one is made. Echoed in the answer.",
+        "operations",
+        rule=matching(r"[A-Za-z][A-Za-z0-9-]{0,63}", "an HTTP header name such as X-Request-ID"),
+    )
     # -- debugging ------------------------------------------------------------
     profile_dir: Path | None = _setting(
         None,

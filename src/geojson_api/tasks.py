@@ -18,13 +18,15 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from . import tracing
+from . import requestid, tracing
 from .artifacts import Build
 from .metrics import record as metrics
 
 log = logging.getLogger(__name__)
 
 BUILD_TASK = "geojson_api.run"
+REQUEST_ID = "geojson_api_request_id"
+"""The message header naming the request that asked for a build (its worker log lines)."""
 BROKER_TIMEOUT = 1.0
 LOG_INTERVAL = 60.0
 """A broker that stays down is logged at most this often per process."""
@@ -56,7 +58,27 @@ def celery_app(broker_url: str, run: Callable[[Build], None] | None = None) -> A
             finally:
                 metrics.RECORDER.flush()  # a pool process has no flush thread
 
+        from celery import signals  # the request's id is current for the job's whole run,
+        signals.task_prerun.connect(_job_starts, weak=False, dispatch_uid=REQUEST_ID)
+        signals.task_postrun.connect(_job_ends, weak=False, dispatch_uid=REQUEST_ID)
     return app
+
+
+_job_tokens: dict[str, Any] = {}  # task id -> what to restore when the task ends
+
+
+def _job_starts(task_id: str = "", task: Any = None, **_: Any) -> None:
+    """Before a task: the id of the request that sent it is current (its log lines,
+    Celery's "succeeded" line too)."""
+    rid = task.request.get(REQUEST_ID) if task is not None else None
+    if rid:
+        _job_tokens[task_id] = requestid.enter(str(rid))
+
+
+def _job_ends(task_id: str = "", **_: Any) -> None:
+    token = _job_tokens.pop(task_id, None)
+    if token is not None:
+        requestid.leave(token)
 
 
 def without_password(url: str) -> str:
@@ -79,10 +101,12 @@ class Sender:
         self._last_log = -LOG_INTERVAL
 
     def __call__(self, request: Build) -> bool:
+        rid = requestid.current()
         try:
             self._producer().send_task(
                 BUILD_TASK, args=[request.artifact, request.dataset, request.version],
-                headers={"trace": tracing.carrier()}, retry=False)
+                headers={"trace": tracing.carrier(), **({REQUEST_ID: rid} if rid else {})},
+                retry=False)
         except Exception as exc:  # the broker is down: degrade to this process
             self._log(exc)
             return False

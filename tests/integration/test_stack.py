@@ -142,8 +142,9 @@ REQUESTS = [
 
 
 def _headers(url: str, headers: dict[str, str]) -> list[tuple[str, str]]:
-    with requests.get(url, headers={"Accept-Encoding": "identity", **headers}, stream=True,
-                      timeout=TIMEOUT) as r:
+    # One request id for both stacks: each answer echoes it (a made one would differ).
+    with requests.get(url, headers={"Accept-Encoding": "identity", "X-Request-ID": "same-id",
+                                    **headers}, stream=True, timeout=TIMEOUT) as r:
         pairs = r.raw.headers.items()
         return sorted((k.lower(), v) for k, v in pairs if k.lower() not in IGNORED_HEADERS)
 

@@ -195,7 +195,8 @@ def test_unknown_dataset(client: FlaskClient) -> None:
     r = client.get("/geojson/nothing")
     assert r.status_code == 404
     assert r.json == {"code": "dataset-not-found",
-                      "description": "no dataset named 'nothing'"}
+                      "description": "no dataset named 'nothing'",
+                      "request_id": r.headers["X-Request-ID"]}  # errors name their request
 
 
 def test_unknown_route_is_json(client: FlaskClient) -> None:
@@ -348,11 +349,13 @@ def test_a_304_carries_the_fields_rfc_9110_asks_for(ready: FlaskClient, app: Fla
     for validator in ({"If-None-Match": first.headers["ETag"]},
                       {"If-Modified-Since": first.headers["Last-Modified"]}):
         status, headers, body = call(app.wsgi_app, "/geojson/roads", "GET",
-                                     {"Accept-Encoding": "gzip", **validator})
+                                     {"Accept-Encoding": "gzip", "X-Request-ID": "r304",
+                                      **validator})
         assert status == "304 NOT MODIFIED" and body == b""
         assert dict(headers) == {"ETag": first.headers["ETag"],
                                  "Cache-Control": first.headers["Cache-Control"],
                                  "Vary": "Accept-Encoding",
+                                 "X-Request-ID": "r304",  # every answer names its request
                                  # CORS (a page revalidating its copy must read the 304)
                                  **dict(cors.Policy(["*"]).any_headers)}
 

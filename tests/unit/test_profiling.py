@@ -12,7 +12,7 @@ from flask import Flask
 from werkzeug.test import EnvironBuilder
 from werkzeug.wsgi import FileWrapper
 
-from geojson_api import cors
+from geojson_api import cors, logs
 from geojson_api.cli import main
 from geojson_api.delivery import FastLane
 from geojson_api.metrics.wsgi import RequestMetrics
@@ -35,9 +35,10 @@ def profiled(make_app: Callable[..., Flask], tmp_path: Path) -> tuple[Flask, Pat
 
 
 def test_off_unless_set(app: Flask) -> None:
-    assert isinstance(app.wsgi_app, RequestMetrics)  # the metrics layer, outside CORS
-    assert isinstance(app.wsgi_app.app, cors.Middleware)
-    assert isinstance(app.wsgi_app.app.app, FastLane)
+    assert isinstance(app.wsgi_app, RequestMetrics)  # the metrics layer, outermost
+    assert isinstance(app.wsgi_app.app, logs.RequestIds)  # request ids, around CORS
+    assert isinstance(app.wsgi_app.app.app, cors.Middleware)
+    assert isinstance(app.wsgi_app.app.app.app, FastLane)
     assert Settings.from_env({"GEOJSON_API_PROFILE_DIR": ""}).profile_dir is None
     assert Settings.from_env({"GEOJSON_API_PROFILE_DIR": "/tmp/p"}).profile_dir == Path("/tmp/p")
 
