@@ -34,7 +34,7 @@ from gunicorn import glogging
 from pythonjsonlogger.core import RESERVED_ATTRS, merge_record_extra
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
-from . import requestid, requestinfo
+from . import requestid, requestinfo, tracing
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,9 @@ def access_fields(resp: Any, environ: Environ, request_time: Any) -> dict[str, A
               "route": requestinfo.route(environ), "path": _path(environ), "status": status,
               "bytes": _bytes(resp, method, status),
               "duration_ms": round(request_time.total_seconds() * 1000, 3),
-              "dataset": requestinfo.dataset(environ), "version": requestinfo.version(environ)}
+              "dataset": requestinfo.dataset(environ), "version": requestinfo.version(environ),
+              # the request's span has ended when Gunicorn logs: its ids are in the environ
+              "trace_id": environ.get(tracing.TRACE_ID), "span_id": environ.get(tracing.SPAN_ID)}
     return {k: v for k, v in fields.items() if v is not None}
 
 

@@ -18,7 +18,7 @@ import pytest
 from flask import Flask
 from gunicorn.config import Config
 
-from geojson_api import errors, jobs, logs, requestid, requestinfo
+from geojson_api import errors, jobs, logs, requestid, requestinfo, tracing
 from geojson_api.nginxconf import render_site, write_standalone
 from geojson_api.settings import Settings, SettingsError
 
@@ -270,6 +270,17 @@ def test_json_access_lines(gunicorn_logger: Callable[[str], Any]) -> None:
                      "path": "/geojson/roads?x=1", "status": 200, "bytes": 5000,
                      "duration_ms": 12.345, "dataset": "roads", "version": "v1"}
     assert got[1]["bytes"] == 0 and got[2]["bytes"] == 0 and got[2]["status"] == 304
+
+
+def test_json_access_lines_carry_the_ended_spans_ids(gunicorn_logger: Callable[[str], Any]
+                                                     ) -> None:
+    """Tracing leaves the request span's ids in the environ; the span has ended by now."""
+    logger, access = gunicorn_logger("json")
+    traced = {tracing.TRACE_ID: "a" * 32, tracing.SPAN_ID: "b" * 16}
+    logger.access(response(), None, environ(**traced), ELAPSED)
+    (line,) = [json.loads(line) for line in access.read_text().splitlines()]
+    assert (line["trace_id"], line["span_id"]) == ("a" * 32, "b" * 16)
+    assert list(line)[-2:] == ["trace_id", "span_id"]
 
 
 def test_json_error_log_carries_the_app_lines(gunicorn_logger: Callable[[str], Any]) -> None:
