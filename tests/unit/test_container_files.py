@@ -44,9 +44,6 @@ STATE_DIR = "/var/lib/geojson-api"
 # Variables compose.yaml reads from the environment, with their defaults.
 COMPOSE_VARIABLES = ("BASE_IMAGE", "NGINX_IMAGE", "REDIS_IMAGE", "GEOJSON_API_WORKERS",
                      "GEOJSON_API_DATA", "GEOJSON_API_PORT", "PROMETHEUS_PORT")
-# Settings compose.yaml sets that table() does not list yet: the metrics part of
-# issue #13 declares GEOJSON_API_METRICS_PORT (CONTRACT-13.md). Empty once merged.
-PENDING_SETTINGS = frozenset({"GEOJSON_API_METRICS_PORT"})
 # The pyproject extras the image installs (pip only warns about an unknown one).
 IMAGE_EXTRAS = ("redis", "worker", "gevent")
 
@@ -321,7 +318,7 @@ def test_app_settings_are_settings() -> None:
         env = _service(name)["environment"]
         assert env["GEOJSON_API_REDIS_URL"] == "redis://redis:6379/0"
         assert env["GEOJSON_API_OFFLOAD"] == "nginx"
-        unknown = set(env) - known - PENDING_SETTINGS
+        unknown = set(env) - known
         assert not unknown, f"{name}: not settings of the app: {sorted(unknown)}"
 
 
