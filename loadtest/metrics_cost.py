@@ -1,9 +1,13 @@
-"""What Prometheus metrics cost: the same Gunicorn app with and without them, one run.
+"""What Prometheus metrics and OpenTelemetry traces cost: the same Gunicorn app with and
+without them, in one run.
 
-Two ``geojson-api serve`` instances over the same data folder (the ~50 KB
-``small`` sample): ``GEOJSON_API_METRICS=true`` and ``false``, otherwise the
-same settings (default worker class and number of workers, no access log, no
-tiles). Each is started in its own session and stopped by PID.
+Three ``geojson-api serve`` instances over the same data folder (the ~50 KB
+``small`` sample): ``off`` (``GEOJSON_API_METRICS=false``, no tracing),
+``metrics`` (the default, ``GEOJSON_API_METRICS=true``) and ``tracing`` (metrics
+off, every request traced: ``OTEL_TRACES_EXPORTER=otlp`` to a local sink this
+script runs, which answers every export with 200), otherwise the same settings
+(default worker class and number of workers, no access log, no tiles). Each is
+started in its own session and stopped by PID.
 
 Per *scenario* (the small file through the whole-file fast lane, and an OGC
 API items page answered from the shared cache), ``--pairs`` pairs of wrk runs
@@ -12,9 +16,9 @@ then the other, the order alternating from pair to pair so that slow drifts of
 the shared machine hit both. Reported per scenario and instance: the median
 requests/s over the pairs with its range (min-max), the median p99 latency,
 the server tree's CPU time per request (master and workers, from /proc, over
-each run) and the errors; and the cost, ``1 - median(on) / median(off)``.
-The instance that is not being driven sits idle (its metrics thread wakes once
-a second).
+each run) and the errors; and the cost of each against ``off``,
+``1 - median(x) / median(off)``. The order of the three rotates from one round
+to the next; the instances not being driven sit idle.
 
 wrk and the servers share the machine's cores: what a server saves is left to
 wrk, so the cost shows as requests/s. This is a measurement, not a test: no
@@ -29,6 +33,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import http.server
 import json
 import os
 import signal
@@ -36,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -51,10 +57,34 @@ from geojson_api.stack import free_ports
 SCENARIOS = {"small-file": "/geojson/small", "items": "/collections/small/items?limit=10"}
 
 
+class Sink(http.server.BaseHTTPRequestHandler):
+    """An OTLP/HTTP endpoint that keeps nothing: 200 to every export (an empty
+    ExportTraceServiceResponse is an empty body)."""
+
+    received = 0
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        Sink.received += len(self.rfile.read(length))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        return
+
+
+def start_sink() -> http.server.ThreadingHTTPServer:
+    sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    return sink
+
+
 @dataclass
 class Instance:
     name: str
-    metrics: bool
+    env: dict[str, str]
     data: Path
     log: Path
     workers: int | None
@@ -67,9 +97,8 @@ class Instance:
 
     def start(self) -> Instance:
         self.port = free_ports(1, exclude=set())[0]
-        env = {**os.environ, "GEOJSON_API_METRICS": str(self.metrics).lower(),
-               "GEOJSON_API_ACCESS_LOG": "", "GEOJSON_API_TILES": "false",
-               "GEOJSON_API_SETTLE_SECONDS": "0"}
+        env = {**os.environ, "GEOJSON_API_ACCESS_LOG": "", "GEOJSON_API_TILES": "false",
+               "GEOJSON_API_SETTLE_SECONDS": "0", **self.env}
         argv = [sys.executable, "-m", "geojson_api", "serve", "--data", str(self.data),
                 "--bind", f"127.0.0.1:{self.port}"]
         if self.workers:
@@ -140,7 +169,7 @@ def summary(runs: Runs) -> dict[str, Any]:
 
 
 def report(results: dict[str, dict[str, dict[str, Any]]]) -> str:
-    lines = ["| scenario | metrics | req/s median (min-max) | p99 ms | CPU µs/req | errors |",
+    lines = ["| scenario | instance | req/s median (min-max) | p99 ms | CPU µs/req | errors |",
              "|---|---|---|---|---|---|"]
     for scenario, by_name in results.items():
         for name, s in by_name.items():
@@ -148,10 +177,14 @@ def report(results: dict[str, dict[str, dict[str, Any]]]) -> str:
                          f"({s['rps_min']:,.0f}-{s['rps_max']:,.0f}) | "
                          f"{s['p99_ms_median']:.2f} | {s['cpu_us_per_request_median']:.1f} | "
                          f"{s['errors']} |")
-        on, off = by_name["on"], by_name["off"]
-        cpu = on["cpu_us_per_request_median"] - off["cpu_us_per_request_median"]
-        lines.append(f"| {scenario} | **cost** | {1 - on['rps_median'] / off['rps_median']:+.1%}"
-                     f" of req/s | | {cpu:+.1f} µs | |")
+        off = by_name["off"]
+        for name, on in by_name.items():
+            if name == "off":
+                continue
+            cpu = on["cpu_us_per_request_median"] - off["cpu_us_per_request_median"]
+            lines.append(f"| {scenario} | **cost of {name}** | "
+                         f"{1 - on['rps_median'] / off['rps_median']:+.1%} of req/s | | "
+                         f"{cpu:+.1f} µs | |")
     return "\n".join(lines) + "\n"
 
 
@@ -167,8 +200,14 @@ def main(argv: list[str] | None = None) -> int:
     data = work / "data"
     data.mkdir()
     write_samples(data, ["small"])
-    instances = {"on": Instance("on", True, data, work / "on.log", args.workers),
-                 "off": Instance("off", False, data, work / "off.log", args.workers)}
+    sink = start_sink()
+    traced = {"GEOJSON_API_METRICS": "false", "OTEL_TRACES_EXPORTER": "otlp",
+              "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT":
+                  f"http://127.0.0.1:{sink.server_address[1]}/v1/traces"}
+    variants = {"off": {"GEOJSON_API_METRICS": "false"}, "metrics": {"GEOJSON_API_METRICS": "true"},
+                "tracing": traced}
+    instances = {name: Instance(name, env, data, work / f"{name}.log", args.workers)
+                 for name, env in variants.items()}
     results: dict[str, dict[str, dict[str, Any]]] = {}
     try:
         for instance in instances.values():
@@ -176,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         for scenario, path in SCENARIOS.items():
             runs = {name: Runs() for name in instances}
             for pair in range(args.pairs):
-                order = ["on", "off"] if pair % 2 == 0 else ["off", "on"]
+                names = list(instances)
+                order = names[pair % len(names):] + names[:pair % len(names)]
                 for name in order:
                     drive(instances[name], path, args.connections, args.duration, runs[name])
                     time.sleep(1)
@@ -184,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for instance in instances.values():
             instance.stop()
-    table = report(results)
+        sink.shutdown()
+    table = report(results) + f"\nOTLP bytes the sink received: {Sink.received:,}\n"
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
