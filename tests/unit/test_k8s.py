@@ -521,7 +521,7 @@ def test_nginx_main_config_takes_the_rendered_site(tmp_path: Path) -> None:
     _nginx_test(tmp_path / "nginx", site=site.read_text())
 
 
-# -- metrics (deploy/prometheus/kubernetes.yml, docs/operations-monitoring.md) -----------
+# -- metrics (deploy/prometheus/kubernetes.yml, docs/operations.md) -----------
 
 SCRAPED = {APP: "geojson-api", NGINX: "nginx", REDIS: "redis"}  # Deployment -> scrape job
 
