@@ -97,8 +97,10 @@ class Instance:
 
     def start(self) -> Instance:
         self.port = free_ports(1, exclude=set())[0]
+        # No worker recycling (max_requests): a replaced worker's CPU would leave the
+        # tree's count, and its start-up would land in one instance's runs only.
         env = {**os.environ, "GEOJSON_API_ACCESS_LOG": "", "GEOJSON_API_TILES": "false",
-               "GEOJSON_API_SETTLE_SECONDS": "0", **self.env}
+               "GEOJSON_API_SETTLE_SECONDS": "0", "GEOJSON_API_MAX_REQUESTS": "0", **self.env}
         argv = [sys.executable, "-m", "geojson_api", "serve", "--data", str(self.data),
                 "--bind", f"127.0.0.1:{self.port}"]
         if self.workers:
