@@ -6,13 +6,14 @@ Three ``geojson-api serve`` instances over the same data folder (the ~50 KB
 ``metrics`` (the default, ``GEOJSON_API_METRICS=true``) and ``tracing`` (metrics
 off, every request traced: ``OTEL_TRACES_EXPORTER=otlp`` to a local sink this
 script runs, which answers every export with 200), otherwise the same settings
-(default worker class and number of workers, no access log, no tiles). Each is
+(default worker class and number of workers, no access log, no tiles, no worker
+recycling). Each is
 started in its own session and stopped by PID.
 
 Per *scenario* (the small file through the whole-file fast lane, and an OGC
-API items page answered from the shared cache), ``--pairs`` pairs of wrk runs
-(``wrk -t2 -c<connections> -d<duration>s --latency``) drive one instance and
-then the other, the order alternating from pair to pair so that slow drifts of
+API items page answered from the shared cache), ``--pairs`` rounds of wrk runs
+(``wrk -t2 -c<connections> -d<duration>s --latency``) drive each instance in
+turn, the order rotating from round to round so that slow drifts of
 the shared machine hit both. Reported per scenario and instance: the median
 requests/s over the pairs with its range (min-max), the median p99 latency,
 the server tree's CPU time per request (master and workers, from /proc, over
