@@ -14,8 +14,8 @@ Per *scenario* (the small file through the whole-file fast lane, and an OGC
 API items page answered from the shared cache), ``--pairs`` rounds of wrk runs
 (``wrk -t2 -c<connections> -d<duration>s --latency``) drive each instance in
 turn, the order rotating from round to round so that slow drifts of
-the shared machine hit both. Reported per scenario and instance: the median
-requests/s over the pairs with its range (min-max), the median p99 latency,
+the shared machine hit all three. Reported per scenario and instance: the median
+requests/s over the rounds with its range (min-max), the median p99 latency,
 the server tree's CPU time per request (master and workers, from /proc, over
 each run) and the errors; and the cost of each against ``off``,
 ``1 - median(x) / median(off)``. The order of the three rotates from one round
