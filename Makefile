@@ -7,6 +7,8 @@
 #   make bench  the load-test lab: the study's scenarios on every target, report
 #               in var/bench (geojson-api bench; BENCH_ARGS=--quick for a smoke run)
 #   make bench-wholefile  whole-file delivery against nginx, wrk (loadtest/wholefile.py)
+#   make bench-metrics  what Prometheus metrics cost: the app with and without them, wrk
+#               (loadtest/metrics_cost.py; BENCH_ARGS=--pairs 5 --duration 10)
 #   make bench-features  OGC API - Features vs pygeoapi and tipg (loadtest/features.py;
 #               installs the peers first with loadtest/peers/setup, as root)
 #   make bench-tiles  vector tiles (app alone, stack with offload) vs tipg's MVT endpoint
@@ -22,7 +24,7 @@ DATA   ?= var/data
 BIND   ?= 127.0.0.1:8000
 BENCH_ARGS ?=
 
-.PHONY: run test lint bench bench-wholefile bench-features bench-tiles docs assets system-deps clean
+.PHONY: run test lint bench bench-wholefile bench-metrics bench-features bench-tiles docs assets system-deps clean
 
 # The venv sees the system's site-packages: what the machine already has is
 # reused and only what is missing is downloaded (a machine whose Python already
@@ -69,6 +71,9 @@ bench: $(BIN)/.installed system-deps
 
 bench-wholefile: $(BIN)/.installed system-deps
 	$(BIN)/python loadtest/wholefile.py
+
+bench-metrics: $(BIN)/.installed system-deps
+	$(BIN)/python loadtest/metrics_cost.py $(BENCH_ARGS)
 
 bench-features: $(BIN)/.installed system-deps
 	./loadtest/peers/setup

@@ -7,7 +7,19 @@ from pathlib import Path
 
 from flask import Flask
 
-from . import api, cache, cors, delivery, errors, pipeline, profiling, requestinfo, tracing, web
+from . import (
+    api,
+    cache,
+    cors,
+    delivery,
+    errors,
+    metrics,
+    pipeline,
+    profiling,
+    requestinfo,
+    tracing,
+    web,
+)
 from .features import views as features
 from .settings import Settings
 from .tiles import views as tiles
@@ -37,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         tiles.init_app(app, catalog, settings)
     cors.init_app(app, settings.cors_origin_list, settings.cors_credentials,
                   settings.cors_max_age)  # around the fast lane: every answer has them
+    metrics.init_app(app, catalog, settings, __version__)  # counts every answer but /metrics
     if settings.profile_dir is not None:  # outermost: it sees the fast lane too
         profiling.init_app(app, Path(settings.profile_dir))
     logging.getLogger("geojson_api").setLevel(settings.log_level.upper())

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import integrity, locks, tracing
+from .metrics import record as metrics
 from .versions import Version
 
 log = logging.getLogger(__name__)
@@ -211,7 +212,9 @@ class Artifacts:
             return
         with locks.file_lock(self._lock(version, artifact), wait=wait) as locked:
             if locked:
-                artifact.build(version)
+                with metrics.artifact_build(name) as outcome:
+                    artifact.build(version)
+                    outcome.failed = not artifact.ready(version)
 
     def build_all(self, version: Version, at_start: bool = False) -> None:
         """Every expected artifact of ``version``, waiting for other builders (``prepare``);

@@ -4,8 +4,9 @@ Cached values are JSON response bodies under keys that contain the dataset
 version, so a new version never needs an invalidation: its keys are new.
 
 Degrade, don't fail: when Redis is down or slow, a request is served
-uncached. Errors are counted, logged at most once per ``LOG_INTERVAL``, and
-Redis is left alone for ``BACKOFF`` seconds after an error, so a dead Redis
+uncached. Errors are counted (in ``/metrics``, with hits and misses), logged
+at most once per ``LOG_INTERVAL``, and Redis is left alone for ``BACKOFF``
+seconds after an error, so a dead Redis
 costs one short timeout now and then instead of one per request.
 """
 
@@ -21,6 +22,7 @@ from flask import Flask, current_app
 from flask_caching import Cache
 
 from . import tracing
+from .metrics import record as metrics
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,13 +34,12 @@ LOG_INTERVAL = 60.0
 
 
 class SharedCache:
-    """get/set that never raise, with hit, miss and error counters."""
+    """get/set that never raise; hits, misses and errors go to the metrics."""
 
     def __init__(self, settings: Settings) -> None:
         self.backend = "redis" if settings.redis_url else "simple"
         self.timeout = settings.cache_timeout
         self._cache = Cache(config=_flask_caching_config(settings))
-        self.stats = {"hits": 0, "misses": 0, "errors": 0}
         self._down_until = 0.0
         self._last_log = 0.0
         self._lock = threading.Lock()
@@ -57,7 +58,7 @@ class SharedCache:
         except Exception as exc:
             self._failed(exc)
             return None
-        self._count("hits" if value is not None else "misses")
+        metrics.cache_result("hit" if value is not None else "miss")
         return value
 
     @tracing.traced("cache.set", lambda self, key, value: {"cache": self.backend})
@@ -69,14 +70,12 @@ class SharedCache:
         except Exception as exc:
             self._failed(exc)
 
-    def _count(self, name: str) -> None:
-        with self._lock:
-            self.stats[name] += 1
-
     def _failed(self, exc: Exception) -> None:
         now = time.monotonic()
+        metrics.cache_result("error")
         with self._lock:
-            self.stats["errors"] += 1
+            if now >= self._down_until:
+                metrics.cache_backoff_started()
             self._down_until = now + BACKOFF
             should_log = now - self._last_log >= LOG_INTERVAL
             if should_log:
@@ -85,10 +84,13 @@ class SharedCache:
             log.warning("shared cache unavailable, serving uncached for %.0f s: %s",
                         BACKOFF, exc)
 
+    def backing_off(self) -> bool:
+        return time.monotonic() < self._down_until
+
     def status(self) -> dict[str, Any]:
-        """Backend, counters, and the seconds left before Redis is tried again."""
+        """Backend, and the seconds left before Redis is tried again (counts: /metrics)."""
         backoff = max(0.0, self._down_until - time.monotonic())
-        return {"backend": self.backend, **self.stats, "backoff_seconds": round(backoff, 1)}
+        return {"backend": self.backend, "backoff_seconds": round(backoff, 1)}
 
 
 def _flask_caching_config(settings: Settings) -> dict[str, Any]:

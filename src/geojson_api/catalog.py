@@ -76,6 +76,7 @@ from .errors import (
     storage_problem,
 )
 from .gevent_support import run_blocking
+from .metrics import record as metrics
 from .names import SUFFIXES, name_of_file
 from .scan import scan
 from .settings import Settings
@@ -186,6 +187,20 @@ class Catalog:
                 self.current(name)
             except APIError as exc:
                 log.warning("dataset %s: not published again: %s", name, exc.description)
+
+    def published(self) -> tuple[list[Version], int]:
+        """The versions the pointers name as current, and how many name a version that is
+        gone (for the metrics: reads the pointers, publishes nothing)."""
+        versions, lost = [], 0
+        for name in self.names():
+            version_id = self.pointer(name).version
+            if version_id is not None:
+                found = self._stored(name, version_id)
+                if found is None:
+                    lost += 1
+                else:
+                    versions.append(found)
+        return versions, lost
 
     # -- names ----------------------------------------------------------------
     def names(self) -> list[str]:
@@ -316,11 +331,13 @@ class Catalog:
             self._retry_at[name] = time.monotonic() + RETRY_REJECTED_AFTER
             return self._fallback(name, previous, "the file is being written", retry=True)
         except InvalidGeoJSON as exc:
+            metrics.publish("failed")
             pointer.rejected = {"source": sig, "error": exc.description, "at": time.time()}
             self._write_pointer(name, pointer)
             return self._fallback(name, previous, exc.description)
         except OSError as exc:
             return self._defer(name, pointer, sig, previous, exc)
+        metrics.publish("published")
         self._deferred.pop(name, None)
         self.artifacts.submit(version, later)
         return self._remember(name, sig, version)
@@ -328,6 +345,7 @@ class Catalog:
     def _defer(self, name: str, pointer: Pointer, sig: Signature, previous: Version | None,
                exc: OSError) -> Version:
         """A publish failed for an I/O reason: back off for this content, keep the old one."""
+        metrics.publish("failed")
         last = pointer.deferred or self._deferred.get(name)
         attempts = last["attempts"] + 1 if last and last["source"] == sig else 1
         delay = min(STORAGE_RETRY * 2 ** (attempts - 1), STORAGE_RETRY_MAX)

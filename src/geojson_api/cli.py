@@ -328,6 +328,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return _ping_worker(settings.broker_url, args.timeout)
     from .pipeline import worker_app
 
+    if settings.metrics and settings.metrics_port:  # its own /metrics: it has no Gunicorn
+        from . import __version__
+        from .metrics.multiproc import serve_worker_metrics
+
+        serve_worker_metrics(settings, __version__)
     argv = ["worker", f"--concurrency={args.concurrency}", "--loglevel=INFO",
             "--without-gossip", "--without-mingle", f"--hostname={WORKER_NODE}"]
     worker_app(settings).worker_main(argv)

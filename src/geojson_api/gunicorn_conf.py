@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 from geojson_api import extras, tracing
 from geojson_api.settings import UNKNOWN_WARNED, Settings, SettingsError, unknown_variables
@@ -25,6 +26,10 @@ except SettingsError as exc:  # one line, instead of Gunicorn's config-file trac
 
 wsgi_app = "geojson_api.wsgi:app"
 bind = [_s.bind]
+if _s.metrics and _s.metrics_port:  # workers answer /metrics there, and nothing else
+    from geojson_api.metrics.multiproc import metrics_host
+
+    bind.append(f"{metrics_host(_s.bind)}:{_s.metrics_port}")
 workers = _s.workers
 # gthread is Gunicorn's, with request heads read by the poller under a timeout
 # (geojson_api.gunicorn_workers): slow clients cannot hold its threads.
@@ -54,8 +59,13 @@ forwarded_allow_ips = _s.forwarded_allow_ips
 
 
 def on_starting(server: object) -> None:
-    """In the master, before any worker: route the app's log, prepare every dataset."""
+    """In the master, before any worker: the metrics folder, the app's log, every dataset."""
     import logging
+
+    if _s.metrics:  # first: before anything imports prometheus-client
+        from geojson_api.metrics import multiproc
+
+        multiproc.prepare(_s)
 
     logger = logging.getLogger("gunicorn.error")
     app_logger = logging.getLogger("geojson_api")  # published versions, index builds...
@@ -74,15 +84,47 @@ def on_starting(server: object) -> None:
         open_catalog(_s, background=False).prepare_all(logger.info, at_start=True)
     except OSError as exc:  # e.g. no data folder yet: workers answer /readyz with 503
         logger.warning("could not prepare datasets: %s", exc)
+    if _s.metrics:
+        from geojson_api.metrics import RECORDER
+
+        RECORDER.flush()  # what publishing counted here, before the workers fork
+
+
+def child_exit(server: object, worker: Any) -> None:
+    """In the master: a worker is gone; its counters join the master's archive (metrics)."""
+    if _s.metrics:
+        from geojson_api.metrics import multiproc
+
+        multiproc.worker_exited(worker.pid)
+
+
+def worker_exit(server: object, worker: object) -> None:
+    """In a worker on its way out: flush its last counts (a SIGKILL loses one interval)."""
+    if _s.metrics:
+        from geojson_api.metrics import RECORDER
+
+        RECORDER.stop_flusher()
+
+
+def on_exit(server: object) -> None:
+    if _s.metrics:
+        from geojson_api.metrics import multiproc
+
+        multiproc.finish()
 
 
 def post_worker_init(worker: object) -> None:
-    """JSON for Gunicorn's own errors; gevent workers send files with sendfile(2)."""
+    """JSON for Gunicorn's own errors; the metrics flush thread; gevent workers send files
+    with sendfile(2)."""
     from geojson_api.gunicorn_workers import install_json_errors
 
     install_json_errors()
     if tracing.on():  # again, in case the worker's log handlers changed after create_app
         tracing.install_log_filter()
+    if _s.metrics:
+        from geojson_api.metrics import RECORDER
+
+        RECORDER.start_flusher(_s.metrics_flush_interval)
     if "gevent" in type(worker).__module__:
         from geojson_api.gevent_support import install
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Hashable
 
 from . import tracing
 from .artifacts import Build
+from .metrics import record as metrics
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,11 @@ def wait_idle(timeout: float | None = None) -> bool:
     return _runner.wait_idle(timeout)
 
 
+def queue_depth() -> int:
+    """Jobs waiting in this process's queue (not the one running)."""
+    return _runner._queue.qsize()
+
+
 class Scheduler:
     """Where a version's artifact builds run: Celery workers or this process's job thread.
 
@@ -108,9 +114,15 @@ class Scheduler:
     @tracing.traced("job.submit", lambda self, request: vars(request))
     def build(self, request: Build) -> None:
         if self._send is not None and self._send(request):
+            metrics.job_submitted(request.artifact)
             return
-        submit(request, tracing.in_background(functools.partial(self._run, request),
-                                              **vars(request)))
+        if submit(request, tracing.in_background(functools.partial(self._timed, request),
+                                                 **vars(request))):
+            metrics.job_submitted(request.artifact)
+
+    def _timed(self, request: Build) -> None:
+        with metrics.job_run(request.artifact):
+            self._run(request)
 
     def call_soon(self, key: Hashable, job: Job) -> None:
         submit(key, job)

@@ -356,6 +356,47 @@ class Settings:
         "to Nginx's address, or `*` on a private network, so links say https behind TLS.",
         "server",
     )
+    # -- operations (docs/operations.md) ---------------------------------------
+    metrics: bool = _setting(
+        True,
+        "Prometheus metrics at `GET /metrics` (requests, datasets, artifacts, cache, jobs, "
+        "processes), summed over Gunicorn's workers.",
+        "operations",
+    )
+    metrics_port: int = _setting(
+        0,
+        "A separate port for `/metrics` (on the bind address's host; the app port then has no "
+        "`/metrics`); `geojson-api worker` serves its job metrics there (0: off, `/metrics` on "
+        "the app port only).",
+        "operations",
+        rule=between(0, 65535),
+    )
+    metrics_token: str = _setting(
+        "",
+        "Bearer token `/metrics` asks for (`Authorization: Bearer <token>`; a wrong one is a "
+        "401). Empty: no token.",
+        "operations",
+    )
+    metrics_datasets: str = _setting(
+        "",
+        "Comma list of dataset names allowed as a `dataset` label of the dataset metrics "
+        "(the others are only in the `_all` sum).",
+        "operations",
+    )
+    metrics_dir: Path | None = _setting(
+        None,
+        "Folder of the metrics files shared by Gunicorn's workers, emptied when the master "
+        "starts (empty: a fresh folder per master under the system's temporary folder).",
+        "operations",
+        shown="(empty: a fresh temporary folder)",
+    )
+    metrics_flush_interval: float = _setting(
+        1.0,
+        "Seconds between two flushes of a worker's counts into the shared metrics files (a "
+        "scrape flushes the worker answering it; a killed worker loses at most this much).",
+        "operations",
+        rule=more_than(0),
+    )
     # -- debugging ------------------------------------------------------------
     profile_dir: Path | None = _setting(
         None,
@@ -403,8 +444,12 @@ class Settings:
     def precompress_encodings(self) -> tuple[str, ...]:
         return tuple(comma_list(self.precompress))
 
+    @property
+    def metrics_dataset_list(self) -> tuple[str, ...]:
+        return tuple(comma_list(self.metrics_datasets))
 
-_PATH_FIELDS = {"data_dir", "state_dir", "profile_dir"}
+
+_PATH_FIELDS = {"data_dir", "state_dir", "profile_dir", "metrics_dir"}
 
 
 def env_name(name: str) -> str:
@@ -463,6 +508,9 @@ def _validate(s: Settings) -> None:
     if s.cors_credentials and s.cors_origins.strip() == "*":
         raise SettingsError(f"{env_name('cors_credentials')} cannot be true while "
                             f"{env_name('cors_origins')} is '*': list the origins instead")
+    if s.metrics_port and s.bind.endswith(f":{s.metrics_port}"):
+        raise SettingsError(f"{env_name('metrics_port')} must differ from the port of "
+                            f"{env_name('bind')} ({s.bind})")
     if s.features_limit > s.features_max_limit:
         raise SettingsError(
             f"{env_name('features_limit')} must be at most {env_name('features_max_limit')} "

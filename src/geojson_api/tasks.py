@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from . import tracing
 from .artifacts import Build
+from .metrics import record as metrics
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,12 @@ def celery_app(broker_url: str, run: Callable[[Build], None] | None = None) -> A
         @app.task(name=BUILD_TASK, bind=True)  # type: ignore[untyped-decorator]
         def build(task: Any, artifact: str, dataset: str, version: str) -> None:
             request = Build(artifact, dataset, version)
-            with tracing.job(task.request.get("trace"), runner="celery", **vars(request)):
-                run(request)
+            try:
+                with (tracing.job(task.request.get("trace"), runner="celery", **vars(request)),
+                      metrics.job_run(artifact)):
+                    run(request)
+            finally:
+                metrics.RECORDER.flush()  # a pool process has no flush thread
 
     return app
 

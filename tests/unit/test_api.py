@@ -9,6 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from ..conftest import ROADS
+from .test_metrics import cache_counts
 
 
 def test_listing(client: FlaskClient, data_dir: Path) -> None:
@@ -56,10 +57,11 @@ def test_one_dataset_errors(client: FlaskClient, data_dir: Path) -> None:
 
 def test_health(client: FlaskClient) -> None:
     assert client.get("/healthz").json == {"status": "ok"}
+    before = cache_counts(client)
     ready = client.get("/readyz").json
     assert ready["status"] == "ready"  # type: ignore[index]
-    assert ready["cache"] == {"backend": "simple", "hits": 0, "misses": 0,  # type: ignore[index]
-                              "errors": 0, "backoff_seconds": 0.0}
+    assert ready["cache"] == {"backend": "simple", "backoff_seconds": 0.0}  # type: ignore[index]
+    assert cache_counts(client) == before  # hits, misses, errors: in /metrics now
 
 
 def test_not_ready_when_state_is_not_writable(make_app: object, tmp_path: Path) -> None:
@@ -79,11 +81,12 @@ def test_index_links(client: FlaskClient) -> None:
 def test_responses_are_cached_per_version(make_app: object, data_dir: Path) -> None:
     # No compressed variants: their appearance in the background would change the key.
     client = make_app(precompress="").test_client()  # type: ignore[operator]
+    before = cache_counts(client)
     first = client.get("/api/datasets/roads").json
     again = client.get("/api/datasets/roads").json
     assert again == first
-    stats = client.get("/readyz").json["cache"]  # type: ignore[index]
-    assert stats["hits"] == 1 and stats["misses"] == 1
+    stats = cache_counts(client, before)
+    assert stats["hit"] == 1 and stats["miss"] == 1
     (data_dir / "roads.geojson").write_bytes(ROADS.replace(b'"A"', b'"Q"'))
     changed = client.get("/api/datasets/roads").json
     assert changed["version"] != first["version"]  # type: ignore[index]
@@ -94,11 +97,12 @@ def test_responses_are_cached_per_version(make_app: object, data_dir: Path) -> N
 def test_a_dead_redis_degrades_to_uncached(make_app: object) -> None:
     app: Flask = make_app(redis_url="redis://127.0.0.1:1/0")  # type: ignore[operator]
     client = app.test_client()
+    before = cache_counts(client)
     for _ in range(3):
         response = client.get("/api/datasets/roads")
         assert response.status_code == 200 and response.json["name"] == "roads"  # type: ignore[index]
     stats = client.get("/readyz").json["cache"]  # type: ignore[index]
-    assert stats["backend"] == "redis" and stats["errors"] == 1  # then backs off
+    assert stats["backend"] == "redis" and cache_counts(client, before)["error"] == 1  # backs off
     assert 0 < stats["backoff_seconds"] <= 5
 
 

@@ -15,6 +15,7 @@ from werkzeug.wsgi import FileWrapper
 from geojson_api import cors
 from geojson_api.cli import main
 from geojson_api.delivery import FastLane
+from geojson_api.metrics.wsgi import RequestMetrics
 from geojson_api.profiling import RequestProfiler, profiles, summary
 from geojson_api.settings import Settings
 
@@ -34,8 +35,9 @@ def profiled(make_app: Callable[..., Flask], tmp_path: Path) -> tuple[Flask, Pat
 
 
 def test_off_unless_set(app: Flask) -> None:
-    assert isinstance(app.wsgi_app, cors.Middleware)
-    assert isinstance(app.wsgi_app.app, FastLane)
+    assert isinstance(app.wsgi_app, RequestMetrics)  # the metrics layer, outside CORS
+    assert isinstance(app.wsgi_app.app, cors.Middleware)
+    assert isinstance(app.wsgi_app.app.app, FastLane)
     assert Settings.from_env({"GEOJSON_API_PROFILE_DIR": ""}).profile_dir is None
     assert Settings.from_env({"GEOJSON_API_PROFILE_DIR": "/tmp/p"}).profile_dir == Path("/tmp/p")
 
