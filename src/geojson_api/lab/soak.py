@@ -548,7 +548,7 @@ def _instance_line(sample: Sample, name: str) -> str:
     fds = worker_values(sample, name, "fds_metrics")
     error = sample.instances[name].error
     return (f"{name} {len(rss)} workers, RSS {_mb_or_dash(_mean(rss))} MB "
-            f"(max {_mb_or_dash(max(rss, default=None))}), {fmt(_mean(fds))} fds"
+            f"(max {_mb_or_dash(max(rss, default=None))}), {fmt(_mean(fds))} open files"
             + (f" [{error}]" if error else ""))
 
 
@@ -570,7 +570,7 @@ def drive(record: SoakRecord, supervisor: Supervisor, target: Target,
           instances: Sequence[Instance], raw: Path) -> None:
     """Locust for the whole run, every instance sampled meanwhile and once at the end."""
     plan, token = record.plan, record.plan.settings.metrics_token
-    prefix, log = raw / "soak", raw / "soak.log"
+    prefix, log = raw / "locust", raw / "locust.log"
     child = supervisor.start("locust", soak_command(plan, target.base_url, prefix), log)
     started = next_at = time.monotonic()
     limit = plan.seconds + CLIENT_GRACE
@@ -667,7 +667,7 @@ def _master(sample: Sample, instance: str, field_name: str) -> float | None:
 
 
 def over_time(record: SoakRecord, instance: str) -> str:
-    header = ["min", "workers", "RSS mean MB (/metrics)", "(/proc)", "RSS max MB",
+    header = ["time", "workers", "RSS mean MB (/metrics)", "(/proc)", "RSS max MB",
               "master RSS MB", "open files mean (/metrics)", "(/proc)", "requests counted",
               "load"]
     before = (record.before or {}).get(instance, 0.0)
@@ -676,7 +676,7 @@ def over_time(record: SoakRecord, instance: str) -> str:
         rss = worker_values(s, instance, "rss_metrics")
         master = _master(s, instance, "rss_metrics")
         requests = s.instances[instance].requests
-        rows.append([f"{s.t / 60:.1f}", str(len(rss)), mb(_mean(rss) or 0) if rss else "-",
+        rows.append([_clock(s.t), str(len(rss)), mb(_mean(rss) or 0) if rss else "-",
                      _mb_or_dash(_mean(worker_values(s, instance, "rss_proc"))),
                      mb(max(rss)) if rss else "-", _mb_or_dash(master),
                      fmt(_mean(worker_values(s, instance, "fds_metrics"))),
@@ -738,13 +738,25 @@ def settings_section(record: SoakRecord) -> str:
         ["workers recycled", f"after {s.max_requests:,} requests (+ up to "
                              f"{s.max_requests_jitter:,})"],
     ]
-    return table(["setting", "value"], rows)
+    return table(["setting", "value"], rows, text_columns=2)
 
 
 def goals_section(record: SoakRecord) -> str:
     marks = {True: "met", False: "**not met**", None: "-"}
     rows = [[g.what, g.wanted, g.measured, marks[g.met]] for g in record.goals()]
     return table(["goal", "wanted", "measured", "met"], rows, text_columns=4)
+
+
+def windows_line(record: SoakRecord) -> str:
+    """When the growth windows were (the same samples for every instance, or nearly)."""
+    if not record.instances:
+        return ""
+    windows = _windows(record, record.instances[0], "rss")
+    if not windows:
+        return "Too few samples after the warm-up to compute a growth.\n"
+    (a, b), (c, d) = windows
+    return (f"Growth windows: {_clock(a)}-{_clock(b)} (first after the warm-up) and "
+            f"{_clock(c)}-{_clock(d)} (last), min:s since the start.\n")
 
 
 def requests_section(record: SoakRecord) -> str:
@@ -776,7 +788,8 @@ def markdown(record: SoakRecord) -> str:
               f"{fmt(max(s.loadavg for s in record.samples))}.\n",
               "## Settings\n", settings_section(record),
               "## Goals\n", "Reported, not enforced (docs/operations-soak.md).\n",
-              goals_section(record), "## Requests\n", requests_section(record),
+              goals_section(record), windows_line(record),
+              "## Requests\n", requests_section(record),
               "## The instances over time\n",
               "Worker figures are the mean (and max) over an instance's workers at each "
               "sample; RSS counts shared pages in every process.\n"]
@@ -815,10 +828,20 @@ def _panel(ax: Any, record: SoakRecord, instance: str, quantity: str, unit: floa
     ax.plot([], [], color="grey", linewidth=0.6, label="each worker pid (/proc)")
     ax.axvspan(0, warm_up_seconds(record.duration) / 60, color="grey", alpha=0.12,
                label="warm-up")
+    windows = _windows(record, instance, quantity)
+    for index, (start, end) in enumerate(windows):
+        ax.axvspan(start / 60, end / 60, color="tab:blue", alpha=0.08,
+                   label="growth windows" if index == 0 else None)
     ax.set_title(instance)
     ax.set_xlabel("minutes")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="x-small")
+
+
+def _windows(record: SoakRecord, instance: str, quantity: str) -> list[tuple[float, float]]:
+    """The first and the last window of the growth of ``instance``'s mean worker."""
+    found = growths(record.samples, instance, quantity, record.duration)["/metrics"]
+    return [] if found is None else [found.first_window, found.last_window]
 
 
 def draw(path: Path, record: SoakRecord, quantity: str, ylabel: str, unit: float) -> Path:
@@ -826,8 +849,8 @@ def draw(path: Path, record: SoakRecord, quantity: str, ylabel: str, unit: float
     for ax, instance in zip(axes, record.instances, strict=False):
         _panel(ax, record, instance, quantity, unit)
         ax.set_ylabel(ylabel)
-    figure.suptitle(f"Soak: {ylabel} per Gunicorn worker ({record.plan.users} users, "
-                    f"{PROFILE})")
+    figure.suptitle(f"Soak: {ylabel.split(',')[0]} per Gunicorn worker "
+                    f"({record.plan.users} users, {PROFILE} profile)")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     import matplotlib.pyplot as plt
