@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +24,12 @@ pytestmark = pytest.mark.integration
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@dataclass
 class Soaked:
-    done: subprocess.CompletedProcess[str]
-    out: Path
-    document: dict[str, Any]
+    """The folder a soak run wrote, and what it printed."""
+
+    def __init__(self, out: Path, stdout: str) -> None:
+        self.out, self.stdout = out, stdout
+        self.document: dict[str, Any] = json.loads((out / "soak.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def soaked(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Soaked:
          "--soak-interval", "5", "--data", str(data), "--out", str(out)],
         capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
-    return Soaked(done, out, json.loads((out / "soak.json").read_text()))
+    return Soaked(out, done.stdout)
 
 
 def masters(document: dict[str, Any]) -> dict[str, int]:
@@ -55,7 +55,7 @@ def masters(document: dict[str, Any]) -> dict[str, int]:
 
 def test_the_run_completes_and_writes_its_files(soaked: Soaked) -> None:
     assert soaked.document["complete"] is True and soaked.document["error"] is None
-    assert "report: " in soaked.done.stdout
+    assert "report: " in soaked.stdout
     text = (soaked.out / "soak.md").read_text()
     for heading in ("# Soak run", "## Settings", "## Goals", "## Requests", "### app1",
                     "### app2", "## Graphs"):
