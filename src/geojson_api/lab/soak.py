@@ -469,7 +469,8 @@ class SoakRecord:
 
     @property
     def duration(self) -> float:
-        return self.run_seconds or (self.samples[-1].t if self.samples else 0.0)
+        """The run as planned: what the warm-up is a share of."""
+        return float(self.plan.seconds)
 
     def count_check(self) -> CountCheck | None:
         if self.locust is None or self.before is None or self.after is None:
