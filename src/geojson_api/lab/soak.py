@@ -668,7 +668,7 @@ def _master(sample: Sample, instance: str, field_name: str) -> float | None:
 
 
 def over_time(record: SoakRecord, instance: str) -> str:
-    header = ["time", "workers", "RSS mean MB (/metrics)", "(/proc)", "RSS max MB",
+    header = ["time", "workers", "RSS mean MB (/metrics)", "(/proc)", "RSS max MB (/metrics)",
               "master RSS MB", "open files mean (/metrics)", "(/proc)", "requests counted",
               "load"]
     before = (record.before or {}).get(instance, 0.0)
