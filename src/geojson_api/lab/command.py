@@ -70,10 +70,11 @@ def plan_from(args: argparse.Namespace) -> Plan:
         if args.measure < 1:
             raise ValueError("--measure must be at least 1 second")
         scenarios = with_measure(scenarios, args.measure)
+    rss = DEFAULT_MAX_TARGET_RSS if args.max_target_rss is None else args.max_target_rss
     plan = Plan(targets=chosen_targets(args.targets), scenarios=scenarios,
                 out=Path(args.out or DEFAULT_OUT).absolute(), quick=args.quick,
                 data=Path(args.data).absolute() if args.data else None,
-                max_target_rss=(args.max_target_rss or DEFAULT_MAX_TARGET_RSS) * MB)
+                max_target_rss=rss * MB)
     if args.quick:
         plan.quiet_limit = 3.0
     return plan
