@@ -6,6 +6,8 @@
 #   make lint   ruff + mypy
 #   make bench  the load-test lab: the study's scenarios on every target, report
 #               in var/bench (geojson-api bench; BENCH_ARGS=--quick for a smoke run)
+#   make bench-soak  the soak run: the mixed profile against the stack for 60 minutes,
+#               RSS and open files per worker, request counts (var/bench/soak)
 #   make bench-wholefile  whole-file delivery against nginx, wrk (loadtest/wholefile.py)
 #   make bench-metrics  what Prometheus metrics cost: the app with and without them, wrk
 #               (loadtest/metrics_cost.py; BENCH_ARGS=--pairs 5 --duration 10)
@@ -24,7 +26,7 @@ DATA   ?= var/data
 BIND   ?= 127.0.0.1:8000
 BENCH_ARGS ?=
 
-.PHONY: run test lint bench bench-wholefile bench-metrics bench-features bench-tiles docs assets system-deps clean
+.PHONY: run test lint bench bench-soak bench-wholefile bench-metrics bench-features bench-tiles docs assets system-deps clean
 
 # The venv sees the system's site-packages: what the machine already has is
 # reused and only what is missing is downloaded (a machine whose Python already
@@ -68,6 +70,9 @@ test: $(BIN)/.installed system-deps lint
 
 bench: $(BIN)/.installed system-deps
 	$(BIN)/geojson-api bench --out var/bench $(BENCH_ARGS)
+
+bench-soak: $(BIN)/.installed system-deps
+	$(BIN)/geojson-api bench --soak 60 --out var/bench/soak $(BENCH_ARGS)
 
 bench-wholefile: $(BIN)/.installed system-deps
 	$(BIN)/python loadtest/wholefile.py

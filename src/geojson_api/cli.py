@@ -15,6 +15,7 @@ Public forms (scripts and docs rely on them)::
     geojson-api stack up|down|status [--data DIR] [--port PORT] [--instances N] [--run-dir DIR]
                                      [--with-monitoring]
     geojson-api bench [--quick] [--out DIR] [--targets LIST] [--scenarios LIST] [--measure S]
+    geojson-api bench --soak MINUTES [--soak-users N] [--soak-interval S] [--out DIR]
     geojson-api profile DIR [--match TEXT] [--sort cumulative|tottime] [--limit N]
 
 Errors a user can act on (a missing or unreadable folder or file, a folder
@@ -458,8 +459,9 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                     "write report.md, runs.json, runs.csv and two graphs.")
     bench.add_argument("--quick", action="store_true",
                        help="smoke run: 10 users, 2 s per scenario (for CI)")
-    bench.add_argument("--out", default="var/bench", metavar="DIR",
-                       help="folder for the report (default var/bench)")
+    bench.add_argument("--out", metavar="DIR",
+                       help="folder for the report (default var/bench, var/bench/soak with "
+                            "--soak)")
     bench.add_argument("--targets", metavar="LIST",
                        help="comma list of devserver, gunicorn, stack, nginx (default: all)")
     bench.add_argument("--scenarios", metavar="LIST",
@@ -471,11 +473,20 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     bench.add_argument("--data", metavar="DIR",
                        help="folder holding small/medium/large.geojson (default: write the "
                             "samples into a temporary folder)")
-    bench.add_argument("--max-target-rss", type=int, default=4000, metavar="MB",
+    bench.add_argument("--max-target-rss", type=int, metavar="MB",
                        help="stop a run when the target's processes pass this RSS "
-                            "(default %(default)s)")
+                            "(default 4000)")
     bench.add_argument("--rebuild", action="store_true",
                        help="run nothing: rewrite the report and graphs from OUT/runs.json")
+    bench.add_argument("--soak", type=float, metavar="MINUTES",
+                       help="soak run instead of the matrix: the mixed profile against the "
+                            "stack for MINUTES, RSS and open files per worker from /metrics "
+                            "and /proc, request counts checked (docs/operations-soak.md)")
+    bench.add_argument("--soak-users", type=int, metavar="N",
+                       help="users of the soak run (default 50)")
+    bench.add_argument("--soak-interval", type=float, metavar="SECONDS",
+                       help="seconds between two samples of the soak run (default 30; "
+                            "shorter for short runs)")
     bench.set_defaults(func=cmd_bench)
 
 

@@ -1,5 +1,7 @@
 """``geojson-api bench``: from command line options to a plan, and exit codes.
 
+``--soak MINUTES`` runs the soak instead of the matrix (:mod:`.soak`).
+
 Exit codes: 0 done, 1 a target or a client failed (or a tool is missing),
 2 bad options, 130 interrupted (Ctrl-C, SIGTERM, SIGHUP). In every case the
 processes it started are stopped and the runs done so far are reported.
@@ -13,14 +15,18 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
-from . import LabError
+from . import LabError, soak
 from .matrix import TARGETS, full_matrix, quick_matrix, select, with_measure
 from .procs import Interrupted, install_signal_handlers
 from .report import load, write_report
 from .runner import Plan, missing_tools, run
 
 MB = 1_000_000
+DEFAULT_OUT = "var/bench"
+DEFAULT_MAX_TARGET_RSS = 4000  # MB
+P = TypeVar("P")
 
 
 def comma_list(text: str) -> list[str]:
@@ -64,10 +70,11 @@ def plan_from(args: argparse.Namespace) -> Plan:
         if args.measure < 1:
             raise ValueError("--measure must be at least 1 second")
         scenarios = with_measure(scenarios, args.measure)
+    rss = DEFAULT_MAX_TARGET_RSS if args.max_target_rss is None else args.max_target_rss
     plan = Plan(targets=chosen_targets(args.targets), scenarios=scenarios,
-                out=Path(args.out).absolute(), quick=args.quick,
+                out=Path(args.out or DEFAULT_OUT).absolute(), quick=args.quick,
                 data=Path(args.data).absolute() if args.data else None,
-                max_target_rss=args.max_target_rss * MB)
+                max_target_rss=rss * MB)
     if args.quick:
         plan.quiet_limit = 3.0
     return plan
@@ -85,20 +92,28 @@ def rebuild(out: Path) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    if soak.asked(args):
+        return start(lambda: soak.plan_from(args), soak.missing, soak.run)
     if args.rebuild:
-        return rebuild(Path(args.out))
+        return rebuild(Path(args.out or DEFAULT_OUT))
+    return start(lambda: plan_from(args), missing_tools, run)
+
+
+def start(make_plan: Callable[[], P], missing: Callable[[P], list[str]],
+          work: Callable[[P], int]) -> int:
+    """2 for bad options, 1 when a tool is missing, else :func:`exit_code` of the run."""
     try:
-        plan = plan_from(args)
+        plan = make_plan()
     except ValueError as exc:
         print(f"geojson-api bench: {exc}", file=sys.stderr)
         return 2
-    missing = missing_tools(plan)
-    if missing:
-        print(f"geojson-api bench: not found: {', '.join(missing)} (pip install "
+    absent = missing(plan)
+    if absent:
+        print(f"geojson-api bench: not found: {', '.join(absent)} (pip install "
               "'geojson-api[bench]'; apt-get install nginx-light redis-server wrk)",
               file=sys.stderr)
         return 1
-    return exit_code("geojson-api bench", lambda: run(plan))
+    return exit_code("geojson-api bench", lambda: work(plan))
 
 
 def exit_code(prog: str, work: Callable[[], int]) -> int:

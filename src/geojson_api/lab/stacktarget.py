@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,8 +56,10 @@ class StackPart:
 class StackServer:
     """The processes of one ``geojson-api stack up``; a :class:`~.procs.Group`."""
 
-    def __init__(self, name: str, run_dir: Path, log: Path) -> None:
+    def __init__(self, name: str, run_dir: Path, log: Path,
+                 env: Mapping[str, str] | None = None) -> None:
         self.name = name
+        self.env = {**STACK_ENV, **(env or {})}  # the settings given to `stack up`
         self.run_dir = run_dir
         self.log = log
         self.parts: list[StackPart] = []
@@ -73,7 +76,7 @@ class StackServer:
                             "--instances", str(STACK_INSTANCES), "--offload", STACK_OFFLOAD)
         print(f"  {' '.join(argv)}\n  (run folder {self.run_dir})", flush=True)
         # SIGINT if the lab dies: `stack up` then stops the parts it started.
-        self._up = spawn(argv, self.log, {**os.environ, **STACK_ENV},
+        self._up = spawn(argv, self.log, {**os.environ, **self.env},
                          on_parent_death=interrupt_with_parent)
         self._wait_up(timeout)
         self._read_state(port)
@@ -190,7 +193,7 @@ class StackServer:
         nginx_dir = self.run_dir / "nginx"
         return {
             "url": self.url, "instances": STACK_INSTANCES, "offload": STACK_OFFLOAD,
-            "env": STACK_ENV,
+            "env": self.env,
             "parts": [{"name": p.name, "pid": p.process.pid, "port": p.port}
                       for p in self.parts],
             "nginx_conf": read_text(nginx_dir / "nginx.conf"),
@@ -203,10 +206,11 @@ def read_text(path: Path) -> str | None:
 
 
 def start_stack(supervisor: Supervisor, workdir: Path, data_dir: Path, timeout: float,
-                name: str = "stack") -> Target:
+                name: str = "stack", env: Mapping[str, str] | None = None) -> Target:
+    """``stack up`` with :data:`STACK_ENV` and ``env`` (settings of one kind of run)."""
     port = free_port()
     started = time.monotonic()
-    stack = StackServer(name, workdir / name, workdir / f"{name}.log")
+    stack = StackServer(name, workdir / name, workdir / f"{name}.log", env)
     supervisor.adopt(stack)  # registered before anything can fail
     stack.up(data_dir, port, timeout)
     return Target(name, port, stack, startup_seconds=time.monotonic() - started, has_api=True)
