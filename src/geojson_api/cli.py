@@ -481,7 +481,7 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     bench.add_argument("--soak", type=float, metavar="MINUTES",
                        help="soak run instead of the matrix: the mixed profile against the "
                             "stack for MINUTES, RSS and open files per worker from /metrics "
-                            "and /proc, request counts checked (docs/operations-soak.md)")
+                            "and /proc, request counts checked (docs/operations.md)")
     bench.add_argument("--soak-users", type=int, metavar="N",
                        help="users of the soak run (default 50)")
     bench.add_argument("--soak-interval", type=float, metavar="SECONDS",

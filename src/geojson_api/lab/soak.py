@@ -25,7 +25,7 @@ instance; offloaded files (X-Accel-Redirect) reach an instance every time.
 Files written (``--out``, default ``var/bench/soak``): ``soak.json`` (every
 sample), ``soak.md`` (settings, goals, the instances over time) and
 ``soak-rss.png`` / ``soak-fds.png``; Locust's own files go to ``raw/``.
-How to run and read it: docs/operations-soak.md.
+How to run and read it: docs/operations.md.
 """
 
 from __future__ import annotations
@@ -788,7 +788,7 @@ def markdown(record: SoakRecord) -> str:
               f"(1 min) {fmt(min(s.loadavg for s in record.samples))} to "
               f"{fmt(max(s.loadavg for s in record.samples))}.\n",
               "## Settings\n", settings_section(record),
-              "## Goals\n", "Reported, not enforced (docs/operations-soak.md).\n",
+              "## Goals\n", "Reported, not enforced (docs/operations.md).\n",
               goals_section(record), windows_line(record),
               "## Requests\n", requests_section(record),
               "## The instances over time\n",
