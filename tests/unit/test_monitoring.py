@@ -5,7 +5,7 @@ rules``; every alert is tested both firing and not firing; the Prometheus
 configurations (compose, Kubernetes, the local stack's template) pass
 ``promtool check config``; the Grafana dashboard is well formed, its
 expressions parse, and its panels cover every KPI of issue #13 using only the
-metric names of CONTRACT-13.md and of the two exporters. The same expressions
+metric names of docs/operations.md (Metrics) and of the two exporters. The same expressions
 run against a real Prometheus in tests/integration/test_monitoring.py.
 """
 
@@ -34,7 +34,7 @@ RULES = PROMETHEUS / "rules.yml"
 RULE_TESTS = PROMETHEUS / "rules.test.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "geojson-api.json"
 
-# CONTRACT-13.md: the app's metric names and their types.
+# The app's metric names and their types (docs/operations.md, "The metrics").
 CONTRACT = {
     "geojson_api_http_requests_total": "counter",
     "geojson_api_http_request_duration_seconds": "histogram",
