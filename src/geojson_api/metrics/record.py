@@ -195,6 +195,8 @@ class Recorder:
                     if n:
                         child._buckets[i].inc(n)  # what Histogram.observe does, n at once
                 child._sum.inc(row[-1])
+            # every route that answered has an in-flight value, 0 when none is in flight
+            self._flushed_routes |= {labels[0] for name, labels in counts if name == REQUESTS}
             self._flush_gauges()
 
     def _flush_gauges(self) -> None:
