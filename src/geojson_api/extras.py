@@ -80,3 +80,5 @@ def check(settings: Settings) -> None:
         found = problem(extra)
         if found is not None:
             raise SettingsError(f"{setting} {found}")
+    if tracing.switch() is not None:
+        tracing.check_exporters()

@@ -137,8 +137,9 @@ def _provider_from_env(environ: Mapping[str, str]) -> Any:
     return provider
 
 
-def _exporters(environ: Mapping[str, str]) -> list[Any]:
-    """The exporters of ``OTEL_TRACES_EXPORTER`` (``otlp`` when only an endpoint is set)."""
+def _exporter_points(environ: Mapping[str, str]) -> list[Any]:
+    """The entry points of ``OTEL_TRACES_EXPORTER``'s names (``otlp`` when only an endpoint
+    is set); raises :class:`SettingsError` for a name this install has no exporter for."""
     from importlib.metadata import entry_points
 
     names = [n.strip() for n in environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")]
@@ -153,8 +154,21 @@ def _exporters(environ: Mapping[str, str]) -> list[Any]:
             raise SettingsError(f"OTEL_TRACES_EXPORTER={name}: no such exporter installed "
                                 f"({wanted}; this install has otlp over http/protobuf "
                                 "and console)")
-        found.append(next(iter(matches)).load()())
+        found.append(next(iter(matches)))
     return found
+
+
+def check_exporters(environ: Mapping[str, str] | None = None) -> None:
+    """Refuse at start, in one line, exporters the ``OTEL_*`` variables name and this
+    install lacks (rather than in every worker's ``create_app``)."""
+    environ = os.environ if environ is None else environ
+    if switch(environ) is not None:
+        _exporter_points(environ)
+
+
+def _exporters(environ: Mapping[str, str]) -> list[Any]:
+    """An exporter for each name of ``OTEL_TRACES_EXPORTER``."""
+    return [point.load()() for point in _exporter_points(environ)]
 
 
 # -- instrumentation points ------------------------------------------------------

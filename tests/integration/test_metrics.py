@@ -177,6 +177,9 @@ def test_gevent_workers_count_exactly_n(tmp_path: Path, samples: Path) -> None:
     assert "Traceback" not in server.log(), server.log()
 
 
+TOKEN = {"Authorization": "Bearer job-secret"}
+
+
 def test_the_celery_worker_serves_its_job_metrics(samples: Path, tmp_path: Path) -> None:
     redis_server, redis_port = start_redis(require("redis-server"), tmp_path)
     broker = f"redis://127.0.0.1:{redis_port}/1"
@@ -188,7 +191,8 @@ def test_the_celery_worker_serves_its_job_metrics(samples: Path, tmp_path: Path)
            "GEOJSON_API_PREPARE_ON_START": "false", "GEOJSON_API_TILES": "false",
            "GEOJSON_API_METRICS_PORT": str(port)}
     worker = Process([sys.executable, "-m", "geojson_api", "worker", "--data", str(data)],
-                     tmp_path / "worker.log", env=env).start()
+                     tmp_path / "worker.log",
+                     env={**env, "GEOJSON_API_METRICS_TOKEN": "job-secret"}).start()
     web = GunicornServer(data, tmp_path / "web.log", workers=2,
                          env={**env, "GEOJSON_API_METRICS_PORT": "0"})
     try:
@@ -199,13 +203,19 @@ def test_the_celery_worker_serves_its_job_metrics(samples: Path, tmp_path: Path)
         finished = 0.0
         while finished < 1 and time.monotonic() < deadline:
             try:
-                found = parse(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
+                found = parse(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5,
+                                           headers=TOKEN).text)
                 finished = value(found, "geojson_api_jobs_finished_total", artifact="index",
                                  result="succeeded")
             except requests.RequestException:
                 pass  # not ready yet
             time.sleep(0.3)
         assert finished == 1, worker.log()
+        refused = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["code"] == "unauthorized"
+        assert requests.get(f"http://127.0.0.1:{port}/items", timeout=5,
+                            headers=TOKEN).status_code == 404
         assert value(found, "geojson_api_job_duration_seconds_count", artifact="index") == 1
         assert value(found, "geojson_api_jobs_queue_depth") == 0  # LLEN of the broker's queue
         assert value(found, "geojson_api_process_open_fds", role="master") > 0

@@ -301,6 +301,19 @@ def test_an_unknown_exporter_is_a_clear_error() -> None:
         tracing._exporters({"OTEL_TRACES_EXPORTER": "zipkin"})
 
 
+def test_serve_refuses_an_unknown_exporter_at_start(data_dir: Path, tmp_path: Path) -> None:
+    code = ("import sys; from geojson_api.cli import main; "
+            "sys.exit(main(['serve', '--data', sys.argv[1]]))")
+    result = subprocess.run([sys.executable, "-c", code, str(data_dir)], capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path,
+                            env={**_python_env(), "OTEL_TRACES_EXPORTER": "zipkin"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "Booting worker" not in result.stderr  # refused before Gunicorn started
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        "OTEL_TRACES_EXPORTER=zipkin: no such exporter installed (zipkin; this install has "
+        "otlp over http/protobuf and console)")
+
+
 def test_the_environment_names_the_service_and_the_exporters() -> None:
     default = tracing._provider_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
     assert default.resource.attributes["service.name"] == "geojson-api"

@@ -29,7 +29,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -167,13 +167,37 @@ def serve_worker_metrics(settings: Settings, version: str) -> None:
                     SharedFilesCollector(str(folder)))
 
     def start(**_: Any) -> None:
-        from prometheus_client import start_http_server
-
         host = metrics_host(settings.bind)
-        start_http_server(settings.metrics_port, addr=host, registry=scrape.registry)
+        serve_metrics_port(host, settings.metrics_port, scrape, settings.metrics_token)
         log.info("job metrics on http://%s:%d/metrics", host, settings.metrics_port)
 
     worker_ready.connect(start, weak=False)
+
+
+def serve_metrics_port(host: str, port: int, scrape: Callable[[], bytes], token: str) -> None:
+    """Answer ``/metrics`` (behind ``token`` when set) on ``host:port`` from a daemon thread,
+    with the same rules as the app's metrics port: that path only, GET and HEAD."""
+    import socket
+    import threading
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from prometheus_client.exposition import ThreadingWSGIServer
+
+    from .wsgi import RequestMetrics
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    def unused(environ: Any, start_response: Any) -> list[bytes]:  # every request is /metrics'
+        raise AssertionError("the metrics port answers only /metrics")
+
+    class Server(ThreadingWSGIServer):
+        address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+
+    app = RequestMetrics(unused, scrape, token, port)
+    server = make_server(host, port, app, Server, handler_class=Quiet)
+    threading.Thread(target=server.serve_forever, name="metrics-port", daemon=True).start()
 
 
 def metrics_host(bind: str) -> str:
