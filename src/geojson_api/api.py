@@ -11,8 +11,9 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request, url
 from . import http, requestinfo
 from .cache import cached, shared_cache
 from .catalog import Catalog, Version
-from .errors import APIError, error_response
-from .features.params import check_format
+from .errors import APIError, NotFound, Unauthorized, error_response
+from .features.params import check_format, reject_unknown
+from .metrics.wsgi import authorized, bearer
 from .web import negotiation
 
 bp = Blueprint("api", __name__)
@@ -171,6 +172,22 @@ def readyz() -> Response:
     if problems:
         return error_response(503, "not-ready", "; ".join(problems.values()), checks=problems)
     return jsonify(status="ready", cache=shared_cache().status())
+
+
+@bp.get("/api/metrics")
+def metrics_summary() -> Response:
+    """The counted metrics of this instance as a small JSON digest (the dashboard's panel);
+    behind the metrics token when one is set, like ``/metrics``."""
+    reject_unknown(request.args.to_dict(flat=False), set())
+    scrape = current_app.extensions.get("metrics")
+    if scrape is None:
+        raise NotFound("metrics are off here (GEOJSON_API_METRICS=false)")
+    token = current_app.config["SETTINGS"].metrics_token
+    if token and not authorized(request.environ, bearer(token)):
+        raise Unauthorized("/api/metrics needs the metrics token")
+    response = jsonify(scrape.summary())
+    response.headers["Cache-Control"] = http.NO_STORE
+    return response
 
 
 def init_app(app: Flask) -> None:

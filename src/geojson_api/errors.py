@@ -61,6 +61,17 @@ class UnknownParameter(BadRequest):
     code = "unknown-parameter"
 
 
+class Unauthorized(APIError):
+    """A request without the token a resource asks for (the metrics token)."""
+
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self, description: str) -> None:
+        super().__init__(f"{description} (Authorization: Bearer <token>)",
+                         headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+
+
 class CrossOriginRefused(APIError):
     """A preflight from an origin, or asking for a header, that the CORS policy refuses."""
 

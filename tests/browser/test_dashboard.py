@@ -245,6 +245,22 @@ def test_readiness_panel(server: GunicornServer, watched: Watched) -> None:
     watched.assert_clean()
 
 
+def test_traffic_panel(server: GunicornServer, watched: Watched) -> None:
+    page = _open(watched, server.url)
+    page.locator("#traffic table").wait_for()
+    first = page.locator("#traffic table").inner_text()
+    assert "since start" in first and "instance" in first, first
+    page.wait_for_timeout(1100)  # the next digest is at least a second later
+    for _ in range(5):
+        assert requests.get(f"{server.url}/no/such/page", timeout=5).status_code == 404
+    page.evaluate("() => window.dashboard.traffic()")
+    text = page.locator("#traffic table").inner_text()
+    assert "requests/s" in text and "p95 time" in text, text
+    cell = page.locator("#traffic tr", has_text="client errors (4xx)").locator("td")
+    assert cell.inner_text() not in ("0.0 %", "–"), text  # the 404s of this interval
+    watched.assert_clean()
+
+
 def test_dashboard_has_no_serious_accessibility_violation(
         server: GunicornServer, axe_context: Any, axe_source: str, artifact_dir: Path) -> None:
     watched = watch(axe_context)

@@ -372,3 +372,48 @@ def test_metrics_settings_are_checked() -> None:
     with pytest.raises(SettingsError, match="GEOJSON_API_METRICS_FLUSH_INTERVAL"):
         Settings(metrics_flush_interval=0)
     assert Settings(metrics_datasets="a, b").metrics_dataset_list == ("a", "b")
+
+
+def test_the_dashboard_digest_sums_what_metrics_counts(client: FlaskClient) -> None:
+    before = client.get("/api/metrics").get_json()
+    for _ in range(3):
+        assert client.get("/geojson/roads").status_code == 200
+    assert client.get("/no/such/page").status_code == 404
+    response = client.get("/api/metrics")
+    assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
+    after = response.get_json()
+    assert after["scope"] == "process" and after["time"] >= before["time"], after
+    by_status = after["requests"]["by_status"]
+    # the first digest request is counted once it ended, the second not yet
+    assert by_status["2xx"] - before["requests"]["by_status"].get("2xx", 0) == 3 + 1
+    assert by_status["4xx"] - before["requests"]["by_status"].get("4xx", 0) == 1
+    assert after["requests"]["total"] == sum(by_status.values())
+    size = len(client.get("/geojson/roads").data)
+    assert after["response_bytes"] - before["response_bytes"] >= 3 * size
+    bounds = [le for le, _ in after["duration_buckets"]]
+    assert bounds[-1] is None and bounds[:-1] == sorted(bounds[:-1])  # +Inf last
+    assert after["duration_buckets"][-1][1] == after["requests"]["total"]
+    counts = [n for _, n in after["duration_buckets"]]
+    assert counts == sorted(counts)  # cumulative
+    # the same totals as /metrics
+    found = samples(client)
+    assert sum(v for (n, _), v in found.items() if n == "geojson_api_http_requests_total") >= (
+        after["requests"]["total"])
+
+
+def test_the_dashboard_digest_asks_for_the_token(make_app: Callable[..., Flask]) -> None:
+    client = make_app(metrics_token="s3cret").test_client()
+    refused = client.get("/api/metrics")
+    assert refused.status_code == 401 and refused.get_json()["code"] == "unauthorized"
+    assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+    assert client.get("/api/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    allowed = client.get("/api/metrics", headers={"Authorization": "Bearer s3cret"})
+    assert allowed.status_code == 200 and "requests" in allowed.get_json()
+
+
+def test_the_dashboard_digest_when_metrics_are_off(make_app: Callable[..., Flask]) -> None:
+    client = make_app(metrics=False).test_client()
+    refused = client.get("/api/metrics")
+    assert refused.status_code == 404 and "GEOJSON_API_METRICS" in refused.get_json()["description"]
+    unknown = make_app().test_client().get("/api/metrics?x=1")
+    assert unknown.status_code == 400 and unknown.get_json()["code"] == "unknown-parameter"

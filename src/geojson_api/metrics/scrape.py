@@ -183,9 +183,18 @@ class Scrape:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(counted)
         self.registry.register(facts)
+        self.counted = counted
+        self.scope = "process" if isinstance(counted, LocalCollector) else "instance"
 
     def __call__(self) -> bytes:
         from prometheus_client import generate_latest
 
         RECORDER.flush()  # this process's latest counts are in the answer
         return generate_latest(self.registry)
+
+    def summary(self) -> dict[str, Any]:
+        """The dashboard's digest of the counted metrics (:mod:`.summary`)."""
+        from .summary import digest
+
+        RECORDER.flush()
+        return digest(self.counted, self.scope)

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ..errors import error_reply
+from ..errors import Unauthorized, error_reply
 from ..http import NO_STORE, Header, Reply
 from .record import DRAIN_AT, RECORDER, ROUTE_KEY, Environ, Recorder
 from .scrape import CONTENT_TYPE
@@ -35,6 +35,17 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Any, StartResponse], Iterable[bytes]]
 
 _perf_counter = time.perf_counter
+
+
+def bearer(token: str) -> bytes:
+    """The ``Authorization`` value that ``token`` asks for."""
+    return f"Bearer {token}".encode()
+
+
+def authorized(environ: Environ, expected: bytes) -> bool:
+    """Whether the request's ``Authorization`` is ``expected`` (compared in constant time)."""
+    given = environ.get("HTTP_AUTHORIZATION", "").encode("latin-1", "replace")
+    return hmac.compare_digest(given, expected)
 
 
 class _Answer(list[bytes]):
@@ -102,7 +113,7 @@ class RequestMetrics:
         self.app = app
         self.recorder = recorder
         self.scrape = scrape
-        self.expected = f"Bearer {token}".encode() if token else None
+        self.expected = bearer(token) if token else None
         self.port = str(port) if port else None
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -151,12 +162,10 @@ class RequestMetrics:
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
             return error_reply(405, "method-not-allowed", f"{PATH} answers GET and HEAD",
                                [("Allow", "GET, HEAD")])
-        if self.expected is not None:
-            given = environ.get("HTTP_AUTHORIZATION", "").encode("latin-1", "replace")
-            if not hmac.compare_digest(given, self.expected):
-                return error_reply(401, "unauthorized", f"{PATH} needs the metrics token "
-                                   "(Authorization: Bearer <token>)",
-                                   [("WWW-Authenticate", 'Bearer realm="metrics"')])
+        if self.expected is not None and not authorized(environ, self.expected):
+            refused = Unauthorized(f"{PATH} needs the metrics token")
+            return error_reply(refused.status, refused.code, refused.description,
+                               refused.headers.items())
         body = self.scrape()
         return Reply(200, [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body))),
                            ("Cache-Control", NO_STORE)], [body])

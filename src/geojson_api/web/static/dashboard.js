@@ -479,6 +479,65 @@
     }
   }
 
+  // -- traffic: /api/metrics, rates between two polls --------------------------------
+  let lastTraffic = null; // the previous digest
+
+  function share(part, whole) { return whole > 0 ? `${(100 * part / whole).toFixed(1)} %` : "–"; }
+
+  // The upper bound of the bucket holding the q-th request of the interval ("≤ 25 ms").
+  function quantile(before, after, q) {
+    const counts = after.duration_buckets.map(([le, n], i) => [le, n - ((before && before.duration_buckets[i]) ? before.duration_buckets[i][1] : 0)]);
+    const total = counts.length ? counts[counts.length - 1][1] : 0;
+    if (total <= 0) return "–";
+    const found = counts.find(([, n]) => n >= q * total);
+    if (!found || found[0] === null) return "over 60 s";
+    return found[0] < 1 ? `≤ ${Math.round(found[0] * 1000 * 10) / 10} ms` : `≤ ${found[0]} s`;
+  }
+
+  function trafficFacts(before, now) {
+    const seconds = before ? Math.max(now.time - before.time, 0.001) : null;
+    const delta = (get) => get(now) - (before ? get(before) : 0);
+    const requests = delta((d) => d.requests.total);
+    const status = (k) => delta((d) => d.requests.by_status[k] || 0);
+    const hits = delta((d) => d.cache.hit || 0);
+    const misses = delta((d) => d.cache.miss || 0);
+    const facts = {};
+    if (seconds) {
+      facts["requests/s"] = (requests / seconds).toFixed(1);
+      facts["sent/s"] = `${bytes(delta((d) => d.response_bytes) / seconds)}`;
+    } else {
+      facts.requests = requests;
+      facts.sent = bytes(now.response_bytes);
+    }
+    facts["server errors (5xx)"] = share(status("5xx"), requests);
+    facts["client errors (4xx)"] = share(status("4xx"), requests);
+    facts["median time"] = quantile(before, now, 0.5);
+    facts["p95 time"] = quantile(before, now, 0.95);
+    facts["in flight"] = now.in_flight;
+    facts["shared cache hits"] = share(hits, hits + misses);
+    facts["builds failed"] = delta((d) => d.builds.failed || 0);
+    return facts;
+  }
+
+  async function traffic() {
+    const panel = $("traffic");
+    try {
+      const response = await fetch("/api/metrics", { headers: { Accept: "application/json" } });
+      const body = await response.json();
+      if (!response.ok) {
+        panel.replaceChildren(element("p", `/api/metrics: ${body.description}`, { class: "help" }));
+        return;
+      }
+      const over = lastTraffic ? `the last ${Math.round(body.time - lastTraffic.time)} s` : "since start";
+      const scope = body.scope === "instance" ? "this instance's workers" : "this process";
+      const facts = trafficFacts(lastTraffic, body);
+      lastTraffic = body;
+      panel.replaceChildren(propertiesTable(`${scope}, ${over}`, facts));
+    } catch (error) {
+      panel.replaceChildren(element("p", `/api/metrics: ${error.message || error}`, { class: "state-not-ready" }));
+    }
+  }
+
   // -- start ---------------------------------------------------------------------
   $("name-filter").addEventListener("input", applyNameFilter);
   const started = Promise.all([mapLoaded, loadDatasets()]).then(() => fitAll()).catch((error) => {
@@ -486,6 +545,8 @@
   });
   readiness();
   setInterval(readiness, READY_EVERY_MS);
+  traffic();
+  setInterval(traffic, READY_EVERY_MS);
 
   // Settled: no page load in flight, every source and tile loaded, not moving, twice
   // in a row 100 ms apart (a page's setData is drawn in the next frame).
@@ -508,6 +569,7 @@
     fit: (name) => fitTo(datasets.get(name).bbox, false),
     mode: (name) => (layers.get(name) || {}).mode || null,
     settled: async () => { await started; await settled(); },
+    traffic: () => traffic(),
     renderedIds(name) {
       const layer = layers.get(name);
       if (!layer) return [];
