@@ -257,7 +257,7 @@ def test_traffic_panel(server: GunicornServer, watched: Watched) -> None:
     text = page.locator("#traffic table").inner_text()
     assert "requests/s" in text and "p95 time" in text, text
     cell = page.locator("#traffic tr", has_text="client errors (4xx)").locator("td")
-    assert cell.inner_text() not in ("0.0 %", "–"), text  # the 404s of this interval
+    assert cell.inner_text() not in ("0.0 %", "\u2013"), text  # the 404s of this interval
     watched.assert_clean()
 
 
