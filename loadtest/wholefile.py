@@ -152,7 +152,9 @@ from geojson_api.lab.wrk import (
 )
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-TARGETS = ("nginx", "gthread", "gevent", "bare", "stack", "gthread-stock")
+TARGETS = ("nginx", "gthread", "gevent", "bare", "stack", "stack-via-app", "gthread-stock")
+# The stack with Nginx's direct files off: every request asks an app instance (#14).
+VIA_APP_ENV = {"GEOJSON_API_NGINX_DIRECT": "false"}
 DATASETS = ("small", "medium", "large")
 FULL_RUNS = (10, 2)  # seconds per wrk run, rounds
 GB = 1e9
@@ -478,6 +480,9 @@ def start_target(supervisor: Supervisor, config: Config, workdir: Path, data_dir
         return start_nginx(supervisor, workdir, data_dir, config.start_timeout)
     if name == "stack":
         return start_stack(supervisor, workdir, data_dir, config.start_timeout)
+    if name == "stack-via-app":
+        return start_stack(supervisor, workdir, data_dir, config.start_timeout, name=name,
+                           env=VIA_APP_ENV)
     return start_python(supervisor, app_server(name, data_dir, config.app_args),
                         workdir, data_dir, config.start_timeout)
 

@@ -16,6 +16,7 @@ from . import (
     metrics,
     pipeline,
     profiling,
+    public,
     requestinfo,
     tracing,
     web,
@@ -43,6 +44,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     cache.init_app(app, settings)
     tracing.init_app(app)  # OTEL_* variables; before the fast lane, which it wraps too
     delivery.init_app(app, catalog, settings)
+    if settings.direct_files:  # Nginx answers public files: keep its pointers in step
+        public.init_app(app, catalog, settings.nginx_direct_watch)
     api.init_app(app)
     features.init_app(app, catalog)
     if settings.tiles:

@@ -11,6 +11,7 @@ SHA-256 digest, stored under the state folder::
     <state>/versions/<name>/<version>/index.sqlite     spatial index (background)
     <state>/versions/<name>/<version>/*.sum            size and SHA-256 of each derived file
     <state>/datasets/<name>.json                       pointer to the current version
+    <state>/public/<name>                              symlink to it, for Nginx (public.py)
     <state>/quarantine/                                damaged files, the last few kept
     <state>/state.json                                 this state folder's identity
 
@@ -64,7 +65,7 @@ from typing import Any
 
 import orjson
 
-from . import compress, integrity, locks, tracing
+from . import compress, integrity, locks, public, tracing
 from .artifacts import Artifact, Artifacts, Build, Scheduler
 from .errors import (
     APIError,
@@ -432,6 +433,8 @@ class Catalog:
         """
         if self._current.get(version.name, (None, None))[1] is version:
             del self._current[version.name]
+        if public.target(self.state_dir, version.name) == version.id:
+            public.remove(self.state_dir, version.name)  # Nginx leaves it to the app
         self._versions.pop((version.name, version.id), None)
         problem = integrity.size_problem(version.path, version.size)
         if problem is not None and version.directory.exists():
@@ -503,6 +506,7 @@ class Catalog:
         keep = history[: self.settings.keep_versions + 1]
         new = Pointer(version=version.id, source=sig, history=keep)
         write_atomic(self._pointer_path(name), new.dump())
+        self._point_public(name, version.id)
         log.info("dataset %s: published version %s (%d bytes)", name, version.id, version.size)
         for old in history[len(keep):]:
             shutil.rmtree(self.state_dir / "versions" / name / old, ignore_errors=True)
@@ -546,7 +550,48 @@ class Catalog:
                 continue
             say(f"  {name}: version {version.id}, {version.size} bytes, "
                 f"{version.meta['features']} features ({time.monotonic() - started:.1f} s)")
+            self.sync_public(name)
+        public.remove_others(self.state_dir, self.names())
         return failures
+
+    # -- public pointers (Nginx serves public whole files itself) -----------------
+    def _point_public(self, name: str, version_id: str | None) -> None:
+        """Make the public pointer name ``version_id`` (None: remove it); under the lock."""
+        try:
+            if version_id is None:
+                public.remove(self.state_dir, name)
+            elif public.target(self.state_dir, name) != version_id:
+                public.point(self.state_dir, name, version_id)
+        except OSError as exc:  # Nginx keeps the old one or none: the app still answers
+            log.warning("dataset %s: cannot update its public pointer: %s", name, exc.strerror)
+
+    def sync_public(self, name: str) -> None:
+        """Make the public pointer name what the persisted pointer does (if stored).
+
+        Under the dataset's lock, so that it never undoes a newer publish; a lock
+        held by another process means a publish, which writes the pointer itself.
+        """
+        with self._lock(self.state_dir / "locks" / f"{name}.lock", wait=False) as locked:
+            if locked:
+                stored = self._stored(name, self.pointer(name).version)
+                self._point_public(name, stored.id if stored is not None else None)
+
+    def keep_public_in_step(self) -> None:
+        """The watcher's round: each dataset's file checked as a request would (a new
+        content is published), its pointer fixed if it differs; pointers of datasets
+        whose file is gone are removed."""
+        found = self.names()
+        for name in found:
+            try:
+                version = self.current(name)
+            except DatasetNotFound:
+                public.remove(self.state_dir, name)
+                continue
+            except APIError:
+                continue  # not ready or unavailable: the pointer (if any) stays as it is
+            if public.target(self.state_dir, name) != version.id:
+                self.sync_public(name)
+        public.remove_others(self.state_dir, found)
 
     # -- state files ----------------------------------------------------------
     def _pointer_path(self, name: str) -> Path:

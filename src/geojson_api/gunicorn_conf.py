@@ -116,7 +116,7 @@ def on_exit(server: object) -> None:
 
 def post_worker_init(worker: object) -> None:
     """JSON for Gunicorn's own errors; the metrics flush thread; gevent workers send files
-    with sendfile(2)."""
+    with sendfile(2); the public pointers' watcher."""
     from geojson_api.gunicorn_workers import install_json_errors
 
     install_json_errors()
@@ -130,6 +130,9 @@ def post_worker_init(worker: object) -> None:
         from geojson_api.gevent_support import install
 
         install()
+    from geojson_api import public
+
+    public.start_watchers()  # a preloaded app's thread did not survive the fork
 
 
 # Gunicorn 27 opens a control socket in $HOME by default; several instances on

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from . import cors, requestid
+from . import compress, cors, http, public, requestid
 from .delivery import OFFLOAD_PREFIX
 from .settings import Settings
 
@@ -48,6 +48,16 @@ def _loopback(listen: str) -> str:
     return listen
 
 
+def _direct_encodings() -> list[tuple[str, str, str]]:
+    """(Accept-Encoding, first suffix, second suffix) to try, as the app ranks codings."""
+    rows = []
+    for value in public.COMMON_ACCEPT_ENCODINGS:
+        suffixes = [compress.SUFFIX[coding] for coding in http.accepted_encodings(value)]
+        first, second = [*suffixes, "", ""][:2]
+        rows.append((value, first, second))
+    return rows
+
+
 def render_site(settings: Settings, upstreams: Sequence[str],
                 access_log: str = "/dev/stdout",
                 cache_dir: str = "/var/cache/nginx/geojson-api",
@@ -61,9 +71,19 @@ def render_site(settings: Settings, upstreams: Sequence[str],
         raise ValueError("at least one upstream HOST:PORT is needed")
     template = _environment().get_template("geojson-api.conf.j2")
     origins = settings.cors_origin_list
+    state = Path(settings.state_path).absolute()
+    cors_list = [] if origins == (cors.ANY,) else list(origins)
     return template.render(
+        direct=settings.direct_files,
+        direct_prefix=public.NGINX_PREFIX,
+        public_dir=public.folder(state).as_posix(),
+        direct_encodings=_direct_encodings(),
+        direct_codings=[(compress.SUFFIX[c], c) for c in http.ENCODINGS],
+        direct_vary=http.VARY_ENCODING + (", Origin" if cors_list else ""),
+        cache_control=http.cache_control(settings),
+        cors_credentials=settings.cors_credentials,
         cors=bool(origins),
-        cors_list=[] if origins == (cors.ANY,) else list(origins),
+        cors_list=cors_list,
         cors_expose=", ".join(cors.EXPOSED_HEADERS),
         upstreams=list(upstreams),
         listen=settings.nginx_listen,
@@ -80,7 +100,7 @@ def render_site(settings: Settings, upstreams: Sequence[str],
         cache_dir=cache_dir,
         tiles_socket=tiles_socket,
         status_listen=_loopback(status_listen) if status_listen else None,
-        versions_dir=(Path(settings.state_path).absolute() / "versions").as_posix(),
+        versions_dir=(state / "versions").as_posix(),
         tls=bool(settings.nginx_tls_cert),
         tls_listen=settings.nginx_tls_listen,
         tls_cert=settings.nginx_tls_cert,

@@ -283,6 +283,20 @@ class Settings:
         "nginx",
         rule=NONNEGATIVE,
     )
+    nginx_direct: bool = _setting(
+        True,
+        "With `GEOJSON_API_OFFLOAD=nginx`: Nginx answers plain `GET`/`HEAD` of public whole "
+        "files from the current version itself (`<state>/public/<name>`), with the app's "
+        "headers; queries, conditionals and other encodings still go to the app.",
+        "nginx",
+    )
+    nginx_direct_watch: float = _setting(
+        1.0,
+        "Seconds between two checks of the data folder by each app process when Nginx "
+        "answers files itself (a changed or removed file reaches clients this much later).",
+        "nginx",
+        rule=more_than(0),
+    )
     nginx_max_body: str = _setting(
         "512m", "`client_max_body_size`: the largest request body Nginx accepts.", "nginx",
         rule=matching(r"\d+[kKmMgG]?", "a size such as 512m (bytes, or k, m, g)"),
@@ -448,6 +462,11 @@ class Settings:
     def state_path(self) -> Path:
         """The state folder, defaulting to ``<data_dir>/.state``."""
         return self.state_dir if self.state_dir is not None else self.data_dir / ".state"
+
+    @property
+    def direct_files(self) -> bool:
+        """Nginx answers public whole files itself (offload to Nginx, direct path on)."""
+        return self.offload == "nginx" and self.nginx_direct
 
     @property
     def cors_origin_list(self) -> tuple[str, ...]:

@@ -342,8 +342,9 @@ def _start_all(stack: Stack, settings: Settings, run_dir: Path, port: int, insta
     stack.parts.extend(apps)
     for app in apps:
         _wait(stack, app, START_TIMEOUT)
-    _add(stack, _start_nginx(settings, run_dir, apps, port,
-                             ports.nginx_status if ports else None))
+    # Nginx's configuration follows the stack's offload (direct files need it on).
+    _add(stack, _start_nginx(dataclasses.replace(settings, offload=offload), run_dir, apps,
+                             port, ports.nginx_status if ports else None))
     if not _answers(f"{stack.url}/readyz"):
         raise StackError("nginx answers but /readyz through it does not")
     if ports is not None:

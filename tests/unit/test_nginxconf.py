@@ -21,10 +21,13 @@ def _locations(text: str) -> dict[str, str]:
             for m in re.finditer(r"location ([^{]+)\{(.*?)\n    \}", text, re.S)}
 
 
+@pytest.mark.parametrize("offload", ["none", "nginx"])
 @pytest.mark.parametrize("microcache", [0, 1])
-def test_locations_that_set_proxy_headers_keep_the_common_ones(microcache: int) -> None:
+def test_locations_that_set_proxy_headers_keep_the_common_ones(microcache: int,
+                                                                offload: str) -> None:
     """Nginx drops every inherited proxy_set_header in a location that sets its own."""
-    text = render_site(Settings(nginx_microcache=microcache), ["127.0.0.1:8000"])
+    text = render_site(Settings(nginx_microcache=microcache, offload=offload),
+                       ["127.0.0.1:8000"])
     for header, body in _locations(text).items():
         if "proxy_set_header" in body:
             for needed in ('Connection ""', "X-Forwarded-Proto $scheme", "Host $http_host"):
@@ -42,10 +45,26 @@ def test_upstreams_and_settings_are_rendered() -> None:
         render_site(settings, [])
 
 
-@pytest.mark.parametrize("tls", [False, True])
-def test_nginx_accepts_the_rendered_configuration(tmp_path: Path, tls: bool) -> None:
+def test_direct_files_only_with_offload_and_the_setting() -> None:
+    assert "@geojson_direct_fallback" in render_site(Settings(offload="nginx"), ["a:1"])
+    for settings in (Settings(), Settings(offload="nginx", nginx_direct=False)):
+        assert "_direct" not in render_site(settings, ["a:1"])
+
+
+# (tls, offload, microcache, CORS origins, credentials)
+VARIANTS = [(False, "none", 1, "", False), (True, "none", 1, "", False),
+            (False, "nginx", 1, "*", False), (True, "nginx", 0, "", False),
+            (False, "nginx", 0, "https://a.test,https://b.test", True)]
+
+
+@pytest.mark.parametrize(("tls", "offload", "microcache", "origins", "credentials"), VARIANTS)
+def test_nginx_accepts_the_rendered_configuration(tmp_path: Path, tls: bool, offload: str,
+                                                  microcache: int, origins: str,
+                                                  credentials: bool) -> None:
     nginx = require("nginx")
-    settings = Settings(data_dir=tmp_path, nginx_listen="127.0.0.1:18080")
+    settings = Settings(data_dir=tmp_path, nginx_listen="127.0.0.1:18080", offload=offload,
+                        nginx_microcache=microcache, cors_origins=origins,
+                        cors_credentials=credentials)
     if tls:
         cert = tmp_path / "tls"
         subprocess.run([str(Path(__file__).resolve().parents[2] / "scripts" / "make-cert"),

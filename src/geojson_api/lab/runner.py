@@ -98,9 +98,10 @@ def missing_tools(plan: Plan) -> list[str]:
 def servers_needed(targets: Sequence[str]) -> list[str]:
     """The programs the ``nginx`` and ``stack`` targets run."""
     needed = []
-    if {"nginx", "stack"} & set(targets):
+    stacks = {t for t in targets if t.startswith("stack")}
+    if stacks or "nginx" in targets:
         needed.append("nginx")
-    if "stack" in targets:
+    if stacks:
         needed.append("redis-server")
     return needed
 
