@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from geojson_api import integrity
 from geojson_api.features import geometry, sqlite_index
 from geojson_api.features.query import FeatureQuery, SortKey
 from geojson_api.scan import scan
@@ -235,3 +237,64 @@ def test_unknown_geometry_types_are_listed_but_never_in_a_bbox(tmp_path: Path) -
     assert ids_of(around_the_circle.features) == [1]
     assert ids_of(index.query(FeatureQuery(boxes=((0.9, 0.9, 2.0, 2.0),))).features) == [1]
     assert orjson.loads(index.feature("7") or b"")["geometry"]["type"] == "Circle"
+
+
+def shapes_on_a_grid() -> st.SearchStrategy[dict[str, Any]]:
+    """Lines, polygons (holes outside the shell and bow ties too) and one-part multis."""
+    position = st.tuples(st.integers(0, 12), st.integers(0, 12)).map(list)
+    path = st.lists(position, min_size=2, max_size=6)
+    ring = st.lists(position, min_size=3, max_size=6).map(lambda r: [*r, r[0]])
+    line = path.map(lambda p: {"type": "LineString", "coordinates": p})
+    polygon = st.lists(ring, min_size=1, max_size=2).map(
+        lambda rings: {"type": "Polygon", "coordinates": rings})
+    multi_line = path.map(lambda p: {"type": "MultiLineString", "coordinates": [p]})
+    multi_polygon = ring.map(lambda r: {"type": "MultiPolygon", "coordinates": [[r]]})
+    # Without zero-length ones: GEOS says a line of one repeated position misses a query
+    # line through it, while any index matches it as a candidate inside the box.
+    return st.one_of(line, polygon, multi_line, multi_polygon).filter(
+        lambda g: shapely.geometry.shape(g).length > 0)
+
+
+_grid_box = st.tuples(*[st.integers(0, 12).map(lambda v: v / 2)] * 4).map(
+    lambda v: (min(v[0], v[1]), min(v[2], v[3]), max(v[0], v[1]), max(v[2], v[3])))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(geometries=st.lists(shapes_on_a_grid(), min_size=1, max_size=12),
+       queries=st.lists(_grid_box, min_size=1, max_size=8))
+def test_edge_features_settled_without_geos_match_brute_force(
+    tmp_path_factory: pytest.TempPathFactory, geometries: list[dict[str, Any]],
+    queries: list[geometry.Box],
+) -> None:
+    """Features across a box's edge settled on their exact bounds (connected ones) or by GEOS."""
+    features = [{"type": "Feature", "id": i, "geometry": g, "properties": {}}
+                for i, g in enumerate(geometries, 1)]
+    index = build(tmp_path_factory.mktemp("grid"), features)
+    try:
+        for box in queries:
+            area = box_area(box)
+            truth = {f["id"] for f in features
+                     if shapely.geometry.shape(f["geometry"]).intersects(area)}
+            page = index.query(FeatureQuery(boxes=(box,), limit=1000))
+            found = ids_of(page.features)
+            assert set(found) == truth and page.number_matched == len(truth), box
+    finally:
+        index.close()
+
+
+def test_an_index_of_an_older_format_is_built_again(tmp_path: Path) -> None:
+    source = write(tmp_path / "data.geojson", [point(1, 1, id=1)])
+    meta = scan(source).as_dict()
+    sqlite_index.ensure(tmp_path, source, meta)
+    target = tmp_path / sqlite_index.INDEX_FILE
+    old = sqlite_index.build(source, target, meta)  # rewrite it as an older format would
+    con = sqlite3.connect(target)
+    con.execute("UPDATE meta SET value = '1' WHERE key = 'format'")
+    con.commit()
+    con.close()
+    integrity.write_sum(target, integrity.file_sum(target))
+    assert old["format"] == sqlite_index.FORMAT and sqlite_index.outdated(tmp_path)
+    assert sqlite_index.open_problem(tmp_path) is None  # sound, only old
+    sqlite_index.ensure(tmp_path, source, meta)
+    assert not sqlite_index.outdated(tmp_path) and sqlite_index.open_problem(tmp_path) is None

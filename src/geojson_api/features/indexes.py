@@ -7,9 +7,11 @@ missing gets a build job when a query needs it (at most once per
 worker may be building it) and its queries answer 503 with ``Retry-After``
 until the index file appears. A damaged index (found when opened or while
 read) is closed, quarantined and built again the same way; no worker dies of
-it (indexes are read without a memory map). The index is the ``index``
-artifact of a version (:mod:`geojson_api.artifacts`); reading its state for a
-document takes no lock and submits nothing.
+it (indexes are read without a memory map). An index of an older format
+(``sqlite_index.FORMAT``) answers 503 the same way while its build replaces
+it. The index is the ``index`` artifact of a version
+(:mod:`geojson_api.artifacts`); reading its state for a document takes no
+lock and submits nothing.
 """
 
 from __future__ import annotations
@@ -73,6 +75,11 @@ class Indexes:
             if found is not None and not found.damaged:
                 return found
             problem = sqlite_index.open_problem(version.directory)
+            if problem is None and sqlite_index.outdated(version.directory):
+                self.catalog.artifacts.want(version, ARTIFACT)  # its build replaces it
+                raise NotReady(f"the index of {version.name!r} is being built again in a "
+                               "newer format; try again shortly",
+                               retry_after=self.settings.features_retry_after)
             if problem is None:
                 index = sqlite_index.SQLiteIndex(
                     path, on_damage=lambda reason: self.damaged(version, reason))

@@ -6,14 +6,19 @@ Layout of ``<version>/index.sqlite``::
              fkey TEXT UNIQUE,         -- the feature id as text (the URL form)
              idjson, geom, props,      -- compact JSON of id, geometry, properties
              p0, p1, ...)              -- one column per scalar property, indexed
+    shapes(fid INTEGER PRIMARY KEY,    -- features with a geometry
+           minx, miny, maxx, maxy,     -- its exact bounds (the R*Tree's are float32)
+           connected,                  -- 1: one connected piece spanning its bounds
+           wkb)                        -- the geometry as GEOS reads it
     bounds  R*Tree(fid, minx, maxx, miny, maxy)  -- features with a geometry
-    meta(key, value)                   -- JSON: columns, extent, counts, timings
+    meta(key, value)                   -- JSON: format, columns, extent, counts, timings
 
 The build streams the GeoJSON file feature by feature (memory is bounded by
 the largest feature, not the file), writes a hidden temporary file, checks
 it (``PRAGMA quick_check``), records its size and digest (``index.sqlite.sum``)
 and renames it into place, so a reader sees no index or a complete one.
-Files are never modified afterwards and are opened ``immutable``.
+Files are never modified afterwards and are opened ``immutable``. An index
+of an older ``FORMAT`` is deleted and built again (:func:`outdated`).
 
 Readers open it without a memory map: a file truncated under a map kills the
 process that touches the lost pages (SIGBUS), whereas a plain read of a
@@ -23,8 +28,12 @@ the index damaged (:class:`IndexDamaged`), and its owner quarantines it and
 has it built again.
 
 Queries select bbox candidates from the R*Tree; a candidate whose box lies
-wholly inside the query box matches outright, the others (the features across
-its edge) are tested by GEOS (Shapely) on their WKB in one vectorised call, so
+wholly inside the query box matches outright. Of the others (the features
+across its edge), SQLite settles most on their exact bounds: a connected
+geometry (a line, or a polygon whose shell spans its bounds) whose bounds lie
+inside the box's span on one axis and overlap it on the other touches the box,
+since its projection on the second axis is a whole interval. Only the rest
+are read as WKB and tested by GEOS (Shapely) in one vectorised call, so
 results are exact. A geometry GEOS could not read has no WKB; its box comes
 from its GeoJSON positions and its test from the pure-Python
 ``geometry.intersects``. A geometry type RFC 7946 does not define has no box:
@@ -54,7 +63,8 @@ from .query import FeatureBackend, FeaturePage, FeatureQuery, Queryable
 
 INDEX_FILE = "index.sqlite"
 FAILED_FILE = "index.failed.json"
-FORMAT = 1
+FORMAT = 2
+"""Bumped whenever the layout changes; an older index is built again."""
 BATCH = 2000
 SCALAR_TYPES = {"string": "string", "integer": "integer", "number": "number",
                 "boolean": "boolean"}
@@ -82,11 +92,11 @@ def ensure(directory: Path, source: Path, meta: dict[str, Any],
         return
     if target.exists():
         problem = open_problem(directory)
-        if problem is None:
+        if problem is None and not outdated(directory):
             return
-        if state_dir is not None:
+        if problem is not None and state_dir is not None:
             integrity.quarantine(state_dir, target, problem)
-        target.unlink(missing_ok=True)
+        remove(directory)
     for leftover in directory.glob(f".{INDEX_FILE}.*.tmp"):  # a build killed midway
         leftover.unlink(missing_ok=True)
     try:
@@ -110,6 +120,26 @@ def open_problem(directory: Path) -> str | None:
     recorded = integrity.read_sum(path)
     problem = integrity.size_problem(path, recorded.bytes if recorded else None)
     return problem if problem is not None else _quick_check(path)
+
+
+def outdated(directory: Path) -> bool:
+    """Whether a sound index of ``directory`` has another layout than this code reads."""
+    try:
+        con = _connect(directory / INDEX_FILE)
+        try:
+            row = con.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError:
+        return False  # damaged, not outdated: open_problem says so
+    return row is None or orjson.loads(row[0]) != FORMAT
+
+
+def remove(directory: Path) -> None:
+    """Delete the index of ``directory`` and its recorded sum (an outdated one)."""
+    path = directory / INDEX_FILE
+    path.unlink(missing_ok=True)
+    integrity.sum_path(path).unlink(missing_ok=True)
 
 
 def verify(directory: Path) -> str | None:
@@ -203,7 +233,8 @@ def _create_schema(con: sqlite3.Connection, columns: list[Column]) -> None:
     con.execute("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     con.execute("CREATE TABLE features(fid INTEGER PRIMARY KEY, fkey TEXT, idjson TEXT, "
                 f"geom BLOB NOT NULL, props BLOB NOT NULL{extra})")
-    con.execute("CREATE TABLE shapes(fid INTEGER PRIMARY KEY, wkb BLOB)")
+    con.execute("CREATE TABLE shapes(fid INTEGER PRIMARY KEY, minx REAL, miny REAL, "
+                "maxx REAL, maxy REAL, connected INTEGER NOT NULL, wkb BLOB)")
     con.execute("CREATE VIRTUAL TABLE bounds USING rtree(fid, minx, maxx, miny, maxy)")
 
 
@@ -239,8 +270,10 @@ def _load(
     for batch in _batches(features):
         rows, boxes = _rows(count + 1, batch, columns)
         con.executemany(insert_feature, rows)
-        con.executemany("INSERT INTO shapes VALUES (?, ?)", [(b[0], b[5]) for b in boxes])
-        con.executemany("INSERT INTO bounds VALUES (?, ?, ?, ?, ?)", [b[:5] for b in boxes])
+        con.executemany("INSERT INTO shapes VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [(fid, *box, connected, wkb) for fid, box, connected, wkb in boxes])
+        con.executemany("INSERT INTO bounds VALUES (?, ?, ?, ?, ?)",
+                        [(fid, box[0], box[2], box[1], box[3]) for fid, box, _, _ in boxes])
         count += len(batch)
     with_geometry = con.execute("SELECT count(*) FROM bounds").fetchone()[0]
     return count, with_geometry
@@ -264,7 +297,7 @@ def _rows(
         values = [_scalar((props or {}).get(name)) for name, _, _ in columns]
         rows.append((fid, fkey, idjson, text, orjson.dumps(props), *values))
         if box is not None:
-            boxes.append((fid, box[0], box[2], box[1], box[3], wkb))
+            boxes.append((fid, box, int(wkb is not None and _connected(shape)), wkb))
     return rows, boxes
 
 
@@ -279,6 +312,30 @@ def _shape_parts(
     if shape is None or shape.is_empty:
         return None, geometry.bounds(geom)
     return shapely.to_wkb(shape), tuple(shapely.bounds(shape).tolist())
+
+
+def _connected(shape: shapely.Geometry) -> bool:
+    """One connected piece that reaches every side of its bounds (a line, most polygons).
+
+    Its projection on either axis is then the whole span of its bounds, which
+    the bbox query uses to settle edge features without GEOS. A polygon counts
+    only if its shell alone has the polygon's bounds (a hole outside the shell
+    of an invalid polygon would not be reached by the shell).
+    """
+    if shapely.get_num_geometries(shape) == 1 and shapely.get_type_id(shape) in _MULTI:
+        shape = shapely.get_geometry(shape, 0)
+    kind = shapely.get_type_id(shape)
+    if kind in (_LINESTRING, _LINEARRING):
+        return not shape.is_empty
+    if kind == _POLYGON:
+        shell = shapely.get_exterior_ring(shape)
+        return bool(not shell.is_empty and shapely.bounds(shell).tolist()
+                    == shapely.bounds(shape).tolist())
+    return False
+
+
+_LINESTRING, _LINEARRING, _POLYGON = 1, 2, 3
+_MULTI = (5, 6)  # MultiLineString, MultiPolygon
 
 
 def _id_of(value: Any) -> tuple[str | None, str | None]:
@@ -397,6 +454,8 @@ class SQLiteIndex(FeatureBackend):
     def query(self, query: FeatureQuery) -> FeaturePage:
         with self._connection() as con:
             source, where, params, count = self._where(con, query)
+            if count is None and not query.filters and not query.boxes:
+                count = self._info["features"]  # the whole collection: known since the build
             if count is None:
                 count = con.execute(f"SELECT count(*) FROM {source}{where}",
                                     params).fetchone()[0]
@@ -447,10 +506,18 @@ class SQLiteIndex(FeatureBackend):
         extra = "".join(f" AND {c}" for c in clauses)
         found: set[int] = set()
         for box in query.boxes:
-            sql = (f"SELECT b.fid, s.wkb FROM bounds b CROSS JOIN shapes s ON s.fid = b.fid{join}"
-                   f" WHERE {_OVERLAP} AND NOT {_INSIDE}{extra}")
-            rows = con.execute(sql, [*_overlap_params(box), *_inside_params(box), *params])
-            found.update(_geos_hits(con, rows.fetchall(), box))
+            sql = (f"SELECT b.fid, {_SETTLED}, CASE WHEN NOT {_SETTLED} THEN s.wkb END "
+                   f"FROM bounds b CROSS JOIN shapes s ON s.fid = b.fid{join}"
+                   f" WHERE {_OVERLAP} AND NOT {_INSIDE} AND NOT {_APART}{extra}")
+            rows = con.execute(sql, [*box, *_overlap_params(box), *_inside_params(box),
+                                     *params])
+            unsettled = []
+            for fid, settled, wkb in rows:
+                if settled:
+                    found.add(fid)
+                else:
+                    unsettled.append((fid, wkb))
+            found.update(_geos_hits(con, unsettled, box))
         return found
 
     def _stream(
@@ -472,6 +539,14 @@ class SQLiteIndex(FeatureBackend):
 
 
 _OVERLAP = "b.minx <= ? AND b.maxx >= ? AND b.miny <= ? AND b.maxy >= ?"
+# On the exact bounds in ``shapes``, with the box as ?1-?4 (min x, min y, max x, max y):
+# an edge candidate is settled (touches the box) when its bounds lie inside the box's span
+# on one axis and it is connected, or on both axes; apart when its bounds miss the box
+# (the R*Tree's float32 bounds are rounded outwards, so they may overlap it).
+_SPAN_X = "(s.minx >= ?1 AND s.maxx <= ?3)"
+_SPAN_Y = "(s.miny >= ?2 AND s.maxy <= ?4)"
+_SETTLED = (f"(({_SPAN_X} OR {_SPAN_Y}) AND (s.connected OR ({_SPAN_X} AND {_SPAN_Y})))")
+_APART = "(s.minx > ?3 OR s.maxx < ?1 OR s.miny > ?4 OR s.maxy < ?2)"
 _INSIDE = "(b.minx >= ? AND b.maxx <= ? AND b.miny >= ? AND b.maxy <= ?)"
 
 
