@@ -9,6 +9,10 @@
 #   make bench-soak  the soak run: the mixed profile against the stack for 60 minutes,
 #               RSS and open files per worker, request counts (var/bench/soak)
 #   make bench-wholefile  whole-file delivery against nginx, wrk (loadtest/wholefile.py)
+#   make bench-servers  WSGI servers on the same app (Gunicorn gthread/sync/gevent,
+#               Granian, uWSGI; and a do-nothing app under each) beside nginx static,
+#               small and big files, CPU per request (loadtest/servers.py; installs
+#               Granian and uWSGI into the venv first; BENCH_ARGS=--rounds 5)
 #   make bench-metrics  what Prometheus metrics cost: the app with and without them, wrk
 #               (loadtest/metrics_cost.py; BENCH_ARGS=--pairs 5 --duration 10)
 #   make bench-features  OGC API - Features vs pygeoapi and tipg (loadtest/features.py;
@@ -26,7 +30,7 @@ DATA   ?= var/data
 BIND   ?= 127.0.0.1:8000
 BENCH_ARGS ?=
 
-.PHONY: run test lint bench bench-soak bench-wholefile bench-metrics bench-features bench-tiles docs assets system-deps clean
+.PHONY: run test lint bench bench-soak bench-wholefile bench-servers bench-metrics bench-features bench-tiles docs assets system-deps clean
 
 # The venv sees the system's site-packages: what the machine already has is
 # reused and only what is missing is downloaded (a machine whose Python already
@@ -76,6 +80,11 @@ bench-soak: $(BIN)/.installed system-deps
 
 bench-wholefile: $(BIN)/.installed system-deps
 	$(BIN)/python loadtest/wholefile.py
+
+# The servers it compares besides Gunicorn are not dependencies of the service.
+bench-servers: $(BIN)/.installed system-deps
+	$(BIN)/pip install --quiet 'granian==2.8.7' 'uwsgi==2.0.31'
+	$(BIN)/python loadtest/servers.py $(BENCH_ARGS)
 
 bench-metrics: $(BIN)/.installed system-deps
 	$(BIN)/python loadtest/metrics_cost.py $(BENCH_ARGS)
