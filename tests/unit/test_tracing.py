@@ -284,13 +284,22 @@ def test_on_without_the_extra_is_refused_in_one_line(monkeypatch: pytest.MonkeyP
     assert extras.tracing_problem() == expected
 
 
-def test_serve_refuses_without_the_extra(data_dir: Path, tmp_path: Path) -> None:
-    code = ("import sys; sys.modules['opentelemetry'] = None; "
+def _serve_refused(data_dir: Path, tmp_path: Path, exporter: str,
+                   before: str = "") -> subprocess.CompletedProcess[str]:
+    """``geojson-api serve`` with ``OTEL_TRACES_EXPORTER=exporter`` (after ``before``, Python
+    run first); it must refuse at start with exit code 2, in a line and no traceback."""
+    code = (f"import sys; {before}"
             "from geojson_api.cli import main; sys.exit(main(['serve', '--data', sys.argv[1]]))")
     result = subprocess.run([sys.executable, "-c", code, str(data_dir)], capture_output=True,
                             text=True, timeout=60, cwd=tmp_path,
-                            env={**_python_env(), "OTEL_TRACES_EXPORTER": "otlp"})
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+                            env={**_python_env(), "OTEL_TRACES_EXPORTER": exporter})
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "Booting worker" not in result.stderr  # refused before Gunicorn started
+    return result
+
+
+def test_serve_refuses_without_the_extra(data_dir: Path, tmp_path: Path) -> None:
+    result = _serve_refused(data_dir, tmp_path, "otlp", "sys.modules['opentelemetry'] = None; ")
     assert result.stderr.strip().splitlines()[-1].endswith(
         "OTEL_TRACES_EXPORTER=otlp needs the tracing extra (opentelemetry not installed): "
         "pip install 'geojson-api[tracing]'")
@@ -302,13 +311,7 @@ def test_an_unknown_exporter_is_a_clear_error() -> None:
 
 
 def test_serve_refuses_an_unknown_exporter_at_start(data_dir: Path, tmp_path: Path) -> None:
-    code = ("import sys; from geojson_api.cli import main; "
-            "sys.exit(main(['serve', '--data', sys.argv[1]]))")
-    result = subprocess.run([sys.executable, "-c", code, str(data_dir)], capture_output=True,
-                            text=True, timeout=60, cwd=tmp_path,
-                            env={**_python_env(), "OTEL_TRACES_EXPORTER": "zipkin"})
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert "Booting worker" not in result.stderr  # refused before Gunicorn started
+    result = _serve_refused(data_dir, tmp_path, "zipkin")
     assert result.stderr.strip().splitlines()[-1].endswith(
         "OTEL_TRACES_EXPORTER=zipkin: no such exporter installed (zipkin; this install has "
         "otlp over http/protobuf and console)")
