@@ -121,6 +121,27 @@ def stages(index: sqlite_index.SQLiteIndex, boxes: list[tuple[float, ...]]) -> d
     return steps
 
 
+def measure(direct: dict[str, list[Any]], per_url: dict[str, list[Any]],
+            rounds: int) -> dict[str, dict[str, Any]]:
+    """CPU µs per query of each kind, in the index alone and through the app, per round."""
+    for kind in direct:  # warm the page cache and the connections
+        per_query_us(direct[kind])
+        per_query_us(per_url[kind])
+    results: dict[str, list[float]] = {}
+    for round_no in range(rounds):
+        for kind in direct:
+            for layer, jobs in (("index", direct[kind]), ("app", per_url[kind])):
+                results.setdefault(f"{kind} {layer}", []).append(per_query_us(jobs))
+        print(f"round {round_no + 1}: " + ", ".join(
+            f"{k} {v[-1]:,.0f}" for k, v in results.items()), flush=True)
+    summary = {k: {"median_us": statistics.median(v), "min_us": min(v), "max_us": max(v),
+                   "rounds": v} for k, v in results.items()}
+    for key, value in summary.items():
+        print(f"{key}: {value['median_us']:,.0f} us CPU per query "
+              f"({value['min_us']:,.0f}-{value['max_us']:,.0f})")
+    return summary
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
@@ -158,21 +179,7 @@ def main(argv: list[str]) -> int:
               "id": [lambda i=i: index.feature(i) for i in ids],
               "page": [lambda: consume(FeatureQuery(limit=1000))] * 20}
     per_url = {kind: [lambda u=u: get(u) for u in urls[kind]] for kind in urls}
-    for kind in direct:  # warm the page cache and the connections
-        per_query_us(direct[kind])
-        per_query_us(per_url[kind])
-    results: dict[str, list[float]] = {}
-    for round_no in range(args.rounds):
-        for kind in direct:
-            for layer, jobs in (("index", direct[kind]), ("app", per_url[kind])):
-                results.setdefault(f"{kind} {layer}", []).append(per_query_us(jobs))
-        print(f"round {round_no + 1}: " + ", ".join(
-            f"{k} {v[-1]:,.0f}" for k, v in results.items()), flush=True)
-    summary = {k: {"median_us": statistics.median(v), "min_us": min(v), "max_us": max(v),
-                   "rounds": v} for k, v in results.items()}
-    for key, value in summary.items():
-        print(f"{key}: {value['median_us']:,.0f} us CPU per query "
-              f"({value['min_us']:,.0f}-{value['max_us']:,.0f})")
+    summary = measure(direct, per_url, args.rounds)
     out: dict[str, Any] = {"summary": summary, "load_average": os.getloadavg(),
                            "format": index.info().get("format"), "boxes": len(boxes)}
     if args.stages:
