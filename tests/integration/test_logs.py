@@ -37,7 +37,9 @@ def stack(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
     data = tmp_path_factory.mktemp("logs-data")
     for name in ("small", "large"):
         shutil.copyfile(samples / f"{name}.geojson", data / f"{name}.geojson")
-    env = {"GEOJSON_API_SETTLE_SECONDS": "0", "GEOJSON_API_TILES": "false"}
+    # The app's lines are the subject: Nginx would answer plain whole files itself.
+    env = {"GEOJSON_API_SETTLE_SECONDS": "0", "GEOJSON_API_TILES": "false",
+           "GEOJSON_API_NGINX_DIRECT": "false"}
     with running_stack(data, tmp_path_factory.mktemp("logs-stack"), "nginx", env) as running:
         yield running
 

@@ -219,7 +219,13 @@ def test_the_celery_worker_serves_its_job_metrics(samples: Path, tmp_path: Path)
         assert value(found, "geojson_api_job_duration_seconds_count", artifact="index") == 1
         assert value(found, "geojson_api_jobs_queue_depth") == 0  # LLEN of the broker's queue
         assert value(found, "geojson_api_process_open_fds", role="master") > 0
-        submitted = value(scrape(web.url), "geojson_api_jobs_submitted_total", artifact="index")
+        # the submitting worker's flush thread writes its count within an interval (1 s)
+        deadline = time.monotonic() + 10
+        submitted = 0.0
+        while submitted < 1 and time.monotonic() < deadline:
+            submitted = value(scrape(web.url), "geojson_api_jobs_submitted_total",
+                              artifact="index")
+            time.sleep(0.2)
         assert submitted >= 1
     finally:
         web.stop()

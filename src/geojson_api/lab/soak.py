@@ -68,8 +68,8 @@ WARM_UP_MAX = 300.0  # ... or this many seconds, whichever is shorter
 RSS_GOAL = 5.0  # % growth after the warm-up, at most (open files: the same)
 COUNT_GOAL = 0.5  # % difference between Locust's count and /metrics', at most
 PROFILE = "mixed"
-# Without the micro-cache every request of the profile reaches an instance.
-SOAK_ENV = {env_name("nginx_microcache"): "0"}
+# Without the micro-cache and direct files every request of the profile reaches an instance.
+SOAK_ENV = {env_name("nginx_microcache"): "0", env_name("nginx_direct"): "false"}
 # bench options that choose or shape the matrix: meaningless for a soak.
 MATRIX_OPTIONS = {"quick": "--quick", "targets": "--targets", "scenarios": "--scenarios",
                   "measure": "--measure", "max_target_rss": "--max-target-rss",
@@ -727,6 +727,8 @@ def settings_section(record: SoakRecord) -> str:
                         + f" (files up to {s.small_file_bytes:,} bytes, which the app sends "
                         "from memory) without an instance; the others are offloaded "
                         "(X-Accel-Redirect) and reach an instance for every request"],
+        ["direct files", "off (`GEOJSON_API_NGINX_DIRECT=false`): Nginx would answer plain "
+                         "GETs of every dataset itself, and no request would reach an instance"],
         ["datasets", ", ".join(f"{n} {mb(b)} MB" for n, b in sizes.items()) or "-"],
         ["sampling", f"every {plan.sample_every:g} s (asked {plan.interval:g} s), "
                      f"{len(record.samples)} samples; /metrics scraped on each instance's port, "
