@@ -62,7 +62,8 @@ def test_the_run_completes_and_writes_its_files(soaked: Soaked) -> None:
         assert heading in text
     for name in ("soak-rss.png", "soak-fds.png"):
         assert (soaked.out / name).read_bytes().startswith(PNG_MAGIC)
-    assert soaked.document["settings"]["env"] == {"GEOJSON_API_NGINX_MICROCACHE": "0", "GEOJSON_API_NGINX_DIRECT": "false"}
+    assert soaked.document["settings"]["env"] == {
+        "GEOJSON_API_NGINX_MICROCACHE": "0", "GEOJSON_API_NGINX_DIRECT": "false"}
 
 
 def test_every_gunicorn_process_is_read_from_metrics_and_proc(soaked: Soaked) -> None:

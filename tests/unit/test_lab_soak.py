@@ -266,7 +266,8 @@ def test_the_report_files(tmp_path: Path) -> None:
     assert [p.name for p in paths] == ["soak.json", "soak.md", "soak-rss.png", "soak-fds.png"]
     document = json.loads((tmp_path / "soak.json").read_text())
     assert len(document["samples"]) == 11 and document["requests"]["check"]["percent"] == 0.0
-    assert document["settings"]["env"] == {"GEOJSON_API_NGINX_MICROCACHE": "0", "GEOJSON_API_NGINX_DIRECT": "false"}
+    assert document["settings"]["env"] == {
+        "GEOJSON_API_NGINX_MICROCACHE": "0", "GEOJSON_API_NGINX_DIRECT": "false"}
     text = (tmp_path / "soak.md").read_text()
     for heading in ("# Soak run", "## Settings", "## Goals", "## Requests", "### app1",
                     "### app2", "## Graphs"):
