@@ -18,8 +18,10 @@ The lists are ``featurequeries``' 200 map-sized boxes (``bbox`` +
 ``loadtest/features.py``. CPU is ``time.process_time`` per query; the printed
 figure is the median over rounds, with the range.
 
-``--stages`` also times the pieces of a bbox query by hand, with the SQL the
-index runs, so that the shares add up without a profiler's overhead.
+``--stages`` also times the pieces of a bbox query by hand, with the calls and
+the SQL the index makes, so that the shares add up without a profiler's
+overhead. They follow the current index design (the in-memory bounds scan of
+format 3); a tree of an older format has no stages to time.
 """
 
 from __future__ import annotations
@@ -68,55 +70,37 @@ def wait_ready(client: Any) -> None:
 def stages(index: sqlite_index.SQLiteIndex, boxes: list[tuple[float, ...]]) -> dict[str, float]:
     """CPU µs per box of each step of a bbox query, done one after the other by hand."""
     con = sqlite_index._connect(index.path)
-    new_format = any(row[1] == "connected" for row in con.execute("PRAGMA table_info(shapes)"))
-    overlap, inside = sqlite_index._OVERLAP, sqlite_index._INSIDE
+    con.execute(f"PRAGMA cache_size=-{sqlite_index.PAGE_CACHE_KIB}")
     steps: dict[str, float] = {}
 
-    def timed(name: str, work: Callable[[tuple[float, ...]], object]) -> list[Any]:
-        results = []
+    def timed(name: str, work: Callable[[Any], Any], inputs: list[Any]) -> list[Any]:
         started = time.process_time()
-        for box in boxes:
-            results.append(work(box))
+        results = [work(item) for item in inputs]
         steps[name] = (time.process_time() - started) / len(boxes) * 1e6
         return results
 
-    def box_params(box: tuple[float, ...]) -> list[float]:
-        return [*sqlite_index._overlap_params(box), *sqlite_index._inside_params(box)]  # type: ignore[arg-type]
+    found = timed("scan the bounds arrays (settled + left to test)", index._boxes.candidates,
+                  boxes)
+    steps["settled per box (mean)"] = statistics.mean(len(c.matched) for c in found)
+    steps["left for GEOS per box (mean)"] = statistics.mean(len(c.to_test) for c in found)
+    wkbs = timed("read their WKB (SQLite, by fid)", lambda c: con.execute(
+        f"SELECT fid, wkb FROM shapes WHERE fid IN {sqlite_index._FIDS}",
+        (sqlite_index._fid_list(c.to_test),)).fetchall(), found)
+    shapes = timed("WKB -> GEOS (shapely.from_wkb)", lambda rows: shapely.from_wkb(
+        [w for _, w in rows]), wkbs)
 
-    timed("count inside (R*Tree, SQL count)", lambda box: con.execute(
-        f"SELECT count(*) FROM bounds b WHERE {overlap} AND {inside}", box_params(box)).fetchone())
-    edges = timed("edge candidates with WKB (fid, wkb)", lambda box: con.execute(
-        f"SELECT b.fid, s.wkb FROM bounds b CROSS JOIN shapes s ON s.fid = b.fid "
-        f"WHERE {overlap} AND NOT {inside}", box_params(box)).fetchall())
-    steps["edge candidates per box (mean)"] = statistics.mean(len(e) for e in edges)
-    wkbs = iter(edges)
-    shapes = timed("WKB -> GEOS (shapely.from_wkb)", lambda box: shapely.from_wkb(
-        [w for _, w in next(wkbs) if w is not None]))
-    geos = iter(shapes)
+    def test(pair: tuple[tuple[float, ...], Any]) -> object:
+        return shapely.intersects(sqlite_index.box_shape(pair[0]), pair[1])  # type: ignore[arg-type]
 
-    def test(box: tuple[float, ...]) -> object:
-        area = sqlite_index.box_shape(box)  # type: ignore[arg-type]
-        shapely.prepare(area)
-        return shapely.intersects(area, next(geos))
-
-    timed("GEOS intersects (prepared box, vectorised)", test)
-    if new_format:
-        settled = sqlite_index._SETTLED
-        apart = sqlite_index._APART
-        rows = timed("edge candidates settled on exact bounds (this tree)", lambda box:
-                     con.execute(f"SELECT b.fid, {settled}, CASE WHEN NOT {settled} THEN s.wkb "
-                                 "END FROM bounds b CROSS JOIN shapes s ON s.fid = b.fid "
-                                 f"WHERE {overlap} AND NOT {inside} AND NOT {apart}",
-                                 [*box, *box_params(box)]).fetchall())
-        steps["edge candidates left for GEOS per box (mean)"] = statistics.mean(
-            sum(1 for _, s, _ in r if not s) for r in rows)
-    page = f"SELECT f.idjson, f.geom, f.props FROM bounds b CROSS JOIN features f " \
-           f"ON f.fid = b.fid WHERE {overlap} LIMIT 100"
-    pages = timed("page of 100 rows (no edge filter)", lambda box: con.execute(
-        page, sqlite_index._overlap_params(box)).fetchall())  # type: ignore[arg-type]
-    rows_iter = iter(pages)
-    timed("serialise 100 features", lambda box: [sqlite_index._serialise(r, None)
-                                                 for r in next(rows_iter)])
+    timed("GEOS intersects (vectorised)", test, list(zip(boxes, shapes, strict=True)))
+    matched = timed("the whole match (scan + WKB + GEOS, numpy union)", lambda box:
+                    index.matching((box,)), boxes)
+    page_sql = (f"SELECT idjson, geom, props FROM features WHERE fid IN {sqlite_index._FIDS} "
+                "ORDER BY fid")
+    pages = timed("page of 100 rows by fid", lambda fids: con.execute(
+        page_sql, (sqlite_index._fid_list(fids[:100]),)).fetchall(), matched)
+    timed("serialise 100 features", lambda rows: [sqlite_index._serialise(r, None)
+                                                  for r in rows], pages)
     con.close()
     return steps
 

@@ -72,7 +72,7 @@ def variants(settings: Settings) -> Artifact:
 
 
 def index(settings: Settings) -> Artifact:
-    """The spatial index (SQLite R*Tree) that answers a version's feature queries."""
+    """The spatial index (SQLite, with bounds arrays) that answers a version's feature queries."""
     state_dir = settings.state_path
 
     def damaged(version: Version) -> Damage:

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from geojson_api import integrity
+from geojson_api.errors import IndexDamaged
 from geojson_api.features import geometry, sqlite_index
 from geojson_api.features.query import FeatureQuery, SortKey
 from geojson_api.scan import scan
@@ -298,3 +299,40 @@ def test_an_index_of_an_older_format_is_built_again(tmp_path: Path) -> None:
     assert sqlite_index.open_problem(tmp_path) is None  # sound, only old
     sqlite_index.ensure(tmp_path, source, meta)
     assert not sqlite_index.outdated(tmp_path) and sqlite_index.open_problem(tmp_path) is None
+
+
+def test_bounds_arrays_that_do_not_fit_report_damage(tmp_path: Path) -> None:
+    build(tmp_path, [point(1, 1, id=1), point(2, 2, id=2)]).close()
+    target = tmp_path / sqlite_index.INDEX_FILE
+    con = sqlite3.connect(target)
+    con.execute("UPDATE boxes SET data = substr(data, 1, 5) WHERE name = 'maxy'")
+    con.commit()
+    con.close()
+    reasons: list[str] = []
+    with pytest.raises(IndexDamaged, match="partial entry"):
+        sqlite_index.SQLiteIndex(target, on_damage=reasons.append)
+    assert reasons == ["the bounds array 'maxy' has a partial entry"]
+
+
+def test_a_box_with_a_filter_or_a_sort_pages_through_sql(medium: Dataset) -> None:
+    box = (4.80, 45.70, 4.95, 45.80)
+    truth = medium.truth(box)
+    by_rank = medium.index.query(FeatureQuery(boxes=(box,), limit=10_000,
+                                              sortby=(SortKey("rank", True),)))
+    ranks = [orjson.loads(f)["properties"]["rank"] for f in by_rank.features]
+    assert by_rank.number_matched == len(truth) and ranks == sorted(ranks, reverse=True)
+    plain = medium.index.query(FeatureQuery(boxes=(box,), limit=10_000))
+    assert ids_of(plain.features) == [i for i in medium.ids if i in truth]  # in file order
+
+
+def test_an_invalid_polygon_is_tested_as_geos_tests_it_unprepared(tmp_path: Path) -> None:
+    # A shell of zero area and a hole of one repeated position: plain GEOS says it misses
+    # the line x = 0, y 0..0.5, while a prepared line says it touches; the brute force
+    # (and every client comparing with Shapely) uses the plain test.
+    odd = {"type": "Feature", "id": 2, "properties": {}, "geometry": {"type": "Polygon",
+           "coordinates": [[[0, 1], [0, 1], [1, 0], [0, 1]], [[0, 0], [0, 0], [0, 0], [0, 0]]]}}
+    line = {"type": "Feature", "id": 1, "properties": {},
+            "geometry": {"type": "LineString", "coordinates": [[0, 0], [0, 1]]}}
+    index = build(tmp_path, [line, odd])
+    page = index.query(FeatureQuery(boxes=((0.0, 0.0, 0.0, 0.5),)))
+    assert ids_of(page.features) == [1] and page.number_matched == 1

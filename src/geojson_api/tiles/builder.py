@@ -240,7 +240,7 @@ def _integer_ids(con: sqlite3.Connection) -> bool:
 
 def _rows(con: sqlite3.Connection) -> Iterator[tuple[int, str, bytes, bytes]]:
     cursor = con.execute("SELECT f.fid, f.fkey, f.geom, f.props FROM features f "
-                         "WHERE f.fid IN (SELECT fid FROM bounds) ORDER BY f.fid")
+                         "WHERE f.fid IN (SELECT fid FROM shapes) ORDER BY f.fid")
     while rows := cursor.fetchmany(2000):
         yield from rows
 
