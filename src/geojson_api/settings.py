@@ -287,7 +287,8 @@ class Settings:
         True,
         "With `GEOJSON_API_OFFLOAD=nginx`: Nginx answers plain `GET`/`HEAD` of public whole "
         "files from the current version itself (`<state>/public/<name>`), with the app's "
-        "headers; queries, conditionals and other encodings still go to the app.",
+        "headers; queries, conditionals and other encodings still go to the app. Files up "
+        "to `GEOJSON_API_SMALL_FILE_BYTES` are left to the micro-cache while it is on.",
         "nginx",
     )
     nginx_direct_watch: float = _setting(

@@ -15,9 +15,12 @@ from geojson_api.settings import Settings
 from ..conftest import ROADS
 
 
-def _catalog(data_dir: Path) -> pipeline.Catalog:
+def _catalog(data_dir: Path, **settings: object) -> pipeline.Catalog:
+    """A catalog whose every version gets a pointer (the micro-cache off), unless told."""
+    chosen: dict[str, object] = {"nginx_microcache": 0, **settings}
     return pipeline.open_catalog(Settings(data_dir=data_dir, settle_seconds=0.0,
-                                          compress_min_bytes=1, tiles=False),
+                                          compress_min_bytes=1, tiles=False,
+                                          **chosen),  # type: ignore[arg-type]
                                  background=False)
 
 
@@ -77,6 +80,21 @@ def test_publish_points_and_switches(data_dir: Path) -> None:
     (data_dir / "roads.geojson").write_bytes(ROADS.replace(b'"A"', b'"Z"'))
     second = catalog.current("roads")
     assert second.id != first.id and public.target(catalog.state_dir, "roads") == second.id
+
+
+def test_small_files_are_left_to_the_micro_cache_while_it_is_on(data_dir: Path) -> None:
+    cached = _catalog(data_dir, nginx_microcache=1, small_file_bytes=len(ROADS))
+    version = cached.current("roads")
+    assert public.target(cached.state_dir, "roads") is None  # Nginx asks the app, then caches
+    cached.keep_public_in_step()
+    assert public.names(cached.state_dir) == []
+    bigger = _catalog(data_dir, nginx_microcache=1, small_file_bytes=len(ROADS) - 1)
+    bigger.keep_public_in_step()  # over the small-file size: Nginx answers it directly
+    assert public.target(bigger.state_dir, "roads") == version.id
+    uncached = _catalog(data_dir, nginx_microcache=0, small_file_bytes=len(ROADS))
+    public.remove(uncached.state_dir, "roads")
+    uncached.keep_public_in_step()  # no micro-cache: the direct path beats the app
+    assert public.target(uncached.state_dir, "roads") == version.id
 
 
 def test_prepare_all_reconciles(data_dir: Path) -> None:
