@@ -6,7 +6,8 @@ representation) and *which* status and headers. The body is the WSGI server's
 workers turn into one ``sendfile()`` call: Python never reads the file, so
 memory stays flat whatever the file size. Range responses keep that property:
 the file is positioned at the range start and wrapped in a bounded reader
-whose descriptor the server still hands to ``sendfile()``.
+whose descriptor the server still hands to ``sendfile()``
+(:mod:`geojson_api.filebody` says how each server does it).
 
 One request is decided once, in this order: the representation (identity or
 a stored variant, :func:`choose_representation`), its headers, the
@@ -27,7 +28,6 @@ handled twice.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -36,16 +36,14 @@ from typing import Any, BinaryIO, NamedTuple
 from urllib.parse import parse_qs
 
 from flask import Blueprint, Flask, Response, current_app, request
-from werkzeug.wsgi import wrap_file
 
-from . import errors, http, requestinfo, tracing
+from . import errors, filebody, http, requestinfo, tracing
 from .catalog import Catalog, Version
 from .errors import BadRequest, NotReady, StoredFileProblem
 from .http import Header, Reply
 from .names import parse_request_name
 from .settings import Settings
 
-BLOCK_SIZE = 256 * 1024  # read size when a server cannot sendfile (e.g. gevent)
 PREFIX = "/geojson/"
 OFFLOAD_PREFIX = "/_offload"  # Nginx's internal locations over <state>/versions/
 
@@ -64,43 +62,6 @@ class Representation:
     encoding: str | None
     etag: str  # quoted
     size: int  # as recorded when it was built
-
-
-class BoundedFile(io.RawIOBase):
-    """The bytes ``[start, start + length)`` of ``raw``, positioned at ``start``.
-
-    ``fileno()``, ``seek()`` and ``tell()`` pass through, so a server that sends
-    files with ``sendfile()`` starts at the range start and stops at the
-    response's Content-Length; a server that iterates reads stops at the end.
-    """
-
-    def __init__(self, raw: BinaryIO, start: int, length: int) -> None:
-        self._raw = raw
-        self._end = start + length
-        raw.seek(start)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def fileno(self) -> int:
-        return self._raw.fileno()
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        return self._raw.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._raw.tell()
-
-    def read(self, size: int = -1) -> bytes:
-        left = max(self._end - self._raw.tell(), 0)
-        return self._raw.read(left if size < 0 else min(size, left))
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
 
 
 class SmallFiles:
@@ -305,10 +266,10 @@ def _from_memory(data: bytes, headers: list[Header], bounds: tuple[int, int] | N
 
 def from_file(environ: WSGIEnviron, handle: BinaryIO, size: int, headers: list[Header],
                bounds: tuple[int, int] | None) -> Reply:
-    """The open file through ``wsgi.file_wrapper`` (sendfile), bounded for a range."""
+    """The open file, sent by the server itself (:mod:`geojson_api.filebody`)."""
     status, start, stop = _content(headers, bounds, size)
-    body = handle if status == 200 else BoundedFile(handle, start, stop - start)
-    return Reply(status, headers, wrap_file(environ, body, BLOCK_SIZE))  # type: ignore[arg-type]
+    part = None if status == 200 else (start, stop - start)
+    return Reply(status, headers, filebody.send(environ, handle, part))
 
 
 def _host_problem(environ: WSGIEnviron) -> BadRequest | None:

@@ -34,7 +34,7 @@ from gunicorn import glogging
 from pythonjsonlogger.core import RESERVED_ATTRS, merge_record_extra
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
-from . import requestid, requestinfo, tracing
+from . import filebody, requestid, requestinfo, tracing
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -296,9 +296,7 @@ class RequestIds:
         except BaseException:
             requestid.leave(token)
             raise
-        wrapper = environ.get("wsgi.file_wrapper")
-        if isinstance(body, list | tuple) or (isinstance(wrapper, type)
-                                              and isinstance(body, wrapper)):
+        if isinstance(body, list | tuple) or filebody.sent_by_server(environ, body):
             requestid.leave(token)
             return body
         return _Body(body, token)

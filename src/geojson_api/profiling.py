@@ -30,6 +30,8 @@ from typing import Any
 
 from flask import Flask
 
+from . import filebody
+
 WSGIEnviron = dict[str, Any]
 WSGIApp = Callable[[WSGIEnviron, Callable[..., Any]], Iterable[bytes]]
 
@@ -42,11 +44,6 @@ def profile_name(environ: WSGIEnviron, elapsed: float, number: int) -> str:
     words = [_UNSAFE.sub("_", part) for part in path.split("/")] if path else ["root"]
     return (f"{time.time_ns()}-{os.getpid()}-{number}.{environ.get('REQUEST_METHOD', '-')}."
             f"{'.'.join(words)[:120]}.{elapsed * 1000:.3f}ms.prof")
-
-
-def _sent_by_server(environ: WSGIEnviron, body: Iterable[bytes]) -> bool:
-    wrapper = environ.get("wsgi.file_wrapper")
-    return isinstance(wrapper, type) and isinstance(body, wrapper)
 
 
 class RequestProfiler:
@@ -63,7 +60,7 @@ class RequestProfiler:
         profile = cProfile.Profile()
         started = time.perf_counter()
         body = profile.runcall(self.app, environ, start_response)
-        if _sent_by_server(environ, body):
+        if filebody.sent_by_server(environ, body):
             self._dump(profile, environ, started)
             return body
         return self._iterate(body, profile, environ, started)

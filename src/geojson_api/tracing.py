@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar, cast
 
+from . import filebody
 from .settings import SettingsError
 
 SERVICE_NAME = "geojson-api"
@@ -321,9 +322,8 @@ SPAN = "geojson_api.span"
 
 def _carried(body: Iterable[bytes], environ: dict[str, Any]) -> Iterable[bytes]:
     server = environ.get(SPAN)
-    wrapper = environ.get("wsgi.file_wrapper")
-    if server is None or isinstance(body, (list, tuple)) or (
-            isinstance(wrapper, type) and isinstance(body, wrapper)):
+    if server is None or isinstance(body, (list, tuple)) or filebody.sent_by_server(
+            environ, body):
         return body  # nothing left to run, or a file the server sends by itself
     return CarriedBody(body, server)
 

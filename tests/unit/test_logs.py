@@ -18,7 +18,7 @@ import pytest
 from flask import Flask
 from gunicorn.config import Config
 
-from geojson_api import errors, jobs, logs, requestid, requestinfo, tracing
+from geojson_api import errors, filebody, jobs, logs, requestid, requestinfo, tracing
 from geojson_api.nginxconf import render_site, write_standalone
 from geojson_api.settings import Settings, SettingsError
 
@@ -192,17 +192,22 @@ def test_streamed_bodies_keep_the_id_until_closed(make_app: Callable[..., Flask]
     assert requestid.current() is None
 
 
-def test_finished_bodies_are_returned_as_they_are() -> None:
-    """Lists and file wrappers pass untouched: Gunicorn sends a file wrapper with sendfile."""
+@pytest.mark.parametrize("server", ["gunicorn", "uwsgi"])
+def test_finished_bodies_are_returned_as_they_are(server: str) -> None:
+    """Lists and file bodies pass untouched: the server sends a file body itself (Gunicorn
+    its wrapper object, uWSGI only the very object its wrapper returned)."""
 
     class Wrapper:
-        def __init__(self, filelike: Any) -> None:
+        def __init__(self, filelike: Any, block: int) -> None:
             self.filelike = filelike
 
-    sent = Wrapper(io.BytesIO(b"data"))
+    environ: dict[str, Any] = (
+        {"wsgi.file_wrapper": Wrapper} if server == "gunicorn"
+        else {"wsgi.file_wrapper": lambda filelike, block: filelike, "uwsgi.version": b"2"})
+    sent = filebody.send(environ, io.BytesIO(b"data"))  # type: ignore[arg-type]
     for body in ([b"a"], sent):
         layer = logs.RequestIds(lambda environ, start, body=body: body)
-        assert layer({"wsgi.file_wrapper": Wrapper}, lambda *a: None) is body
+        assert layer(environ, lambda *a: None) is body
         assert requestid.current() is None
 
 

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from .. import filebody
 from ..errors import Unauthorized, error_reply
 from ..http import NO_STORE, Header, Reply
 from .record import DRAIN_AT, RECORDER, ROUTE_KEY, Environ, Recorder
@@ -139,8 +140,7 @@ class RequestMetrics:
             answer.extend(body)
             return answer
         answer.body_close = getattr(body, "close", None)
-        wrapper = environ.get("wsgi.file_wrapper")
-        if wrapper is not None and isinstance(wrapper, type) and isinstance(body, wrapper):
+        if filebody.sent_by_server(environ, body):
             body.close = answer.close  # type: ignore[attr-defined]  # still sent by the server
             return body
         iterated = _Iterated()

@@ -2,9 +2,9 @@
 
 A tile is a byte range of its version's archive, stored gzip-compressed (as
 tippecanoe writes it). A client that accepts gzip gets exactly those bytes
-with ``Content-Encoding: gzip``: through ``wsgi.file_wrapper`` around a
-:class:`~geojson_api.delivery.BoundedFile` (Gunicorn sends it with
-``sendfile``), or, with ``GEOJSON_API_OFFLOAD=nginx``, by Nginx after
+with ``Content-Encoding: gzip``: a part of the archive the server sends
+itself (:func:`geojson_api.filebody.send`; Gunicorn with ``sendfile``),
+or, with ``GEOJSON_API_OFFLOAD=nginx``, by Nginx after
 ``X-Accel-Redirect`` (the range travels in ``X-Tile-Range``; see
 docs/tiles.md for how Nginx turns it into a 200). A client that does not
 accept gzip gets the tile decompressed here (a tile is at most 500 KB).
@@ -22,10 +22,8 @@ import gzip
 import os
 from pathlib import Path
 
-from werkzeug.wsgi import wrap_file
-
-from .. import http
-from ..delivery import BLOCK_SIZE, OFFLOAD_PREFIX, BoundedFile, WSGIEnviron, from_file
+from .. import filebody, http
+from ..delivery import OFFLOAD_PREFIX, WSGIEnviron, from_file
 from ..errors import TileNotFound
 from ..http import Header, Reply
 from ..settings import Settings
@@ -81,8 +79,7 @@ class Sender:
         if not gzipped:
             return Reply(200, headers, [body])
         handle = open(archive.path, "rb")  # noqa: SIM115 (the response closes it)
-        tile_bytes = BoundedFile(handle, where.offset, where.length)
-        return Reply(200, headers, wrap_file(environ, tile_bytes, BLOCK_SIZE))  # type: ignore[arg-type]
+        return Reply(200, headers, filebody.send(environ, handle, (where.offset, where.length)))
 
     def _offloaded_tile(self, archive: Archive, offset: int, length: int,
                         headers: list[Header]) -> Reply:
