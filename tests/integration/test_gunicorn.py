@@ -210,7 +210,7 @@ def test_memory_is_flat_under_50_concurrent_large_downloads(server: GunicornServ
     assert max(growth_mb.values()) <= 20, growth_mb
 
 
-def wait_until_no_build(server: GunicornServer, timeout: float = 300) -> None:
+def wait_until_no_build(data_dir: Path, timeout: float = 300) -> None:
     """Until no build lock is held under the state folder: earlier tests published new
     versions (a 50 MB one among them) whose variants, index and tiles the workers'
     job threads build, old versions included."""
@@ -218,7 +218,7 @@ def wait_until_no_build(server: GunicornServer, timeout: float = 300) -> None:
     pattern = "versions/*/*/.*.lock"
     quiet = 0  # consecutive checks with no lock held: a job thread goes from one build
     while quiet < 4:  # to the next without one for a moment
-        held = any(locks.held(path) for path in (server.data_dir / ".state").glob(pattern))
+        held = any(locks.held(path) for path in (data_dir / ".state").glob(pattern))
         quiet = 0 if held else quiet + 1
         if time.monotonic() > deadline:
             raise TimeoutError(f"builds still running after {timeout} s")
@@ -231,7 +231,7 @@ def test_files_go_out_with_sendfile(server: GunicornServer) -> None:
     gthread uses sendfile(2) itself; gevent workers get geojson_api.gevent_support.
     """
     url = f"{server.url}/geojson/large"
-    wait_until_no_build(server)  # a job thread reading files would count as the worker's
+    wait_until_no_build(server.data_dir)  # a job thread reading files would count as the worker's
     before = {pid: proc_io(pid) for pid in server.worker_pids()}
     r = requests.get(url, headers={"Accept-Encoding": "identity"}, timeout=TIMEOUT)
     assert len(r.content) == (server.data_dir / "large.geojson").stat().st_size
