@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -32,6 +35,26 @@ def wait_http(url: str, timeout: float = 120.0,
             pass
         time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer 200 within {timeout} s")
+
+
+def nginx_access(run_dir: Path, wanted: Callable[[dict[str, Any]], bool] | str,
+                 count: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """The entries of Nginx's JSON access log under ``run_dir`` that ``wanted`` picks (or
+    whose line contains that string), once there are ``count`` of them. Nginx writes a
+    request's line when the request has ended, which can be just after the client read
+    the last byte."""
+    log = run_dir / "nginx" / "access.log"
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = log.read_text().splitlines()
+        if isinstance(wanted, str):
+            found = [json.loads(line) for line in lines if wanted in line]
+        else:
+            found = [e for e in map(json.loads, lines) if wanted(e)]
+        if len(found) >= count or time.monotonic() >= deadline:
+            assert len(found) >= count, f"{len(found)} of {count} lines in {log}"
+            return found
+        time.sleep(0.05)
 
 
 def children(pid: int) -> list[int]:

@@ -10,7 +10,6 @@ status, headers and bytes.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import threading
 import time
@@ -22,6 +21,7 @@ import requests
 
 from geojson_api import public
 
+from .servers import nginx_access
 from .test_stack import IGNORED_HEADERS, TIMEOUT, RunningStack, running_stack
 
 WATCH = 0.2  # seconds between two looks at the data folder (the app processes)
@@ -69,8 +69,7 @@ def _etag(stack: RunningStack, name: str, coding: str = "identity") -> str | Non
 
 
 def _access(stack: RunningStack, request_id: str) -> dict[str, object]:
-    lines = (stack.run_dir / "nginx" / "access.log").read_text().splitlines()
-    return json.loads(next(line for line in reversed(lines) if request_id in line))  # type: ignore[no-any-return]
+    return nginx_access(stack.run_dir, request_id)[-1]
 
 
 def _alone(entry: dict[str, object]) -> bool:

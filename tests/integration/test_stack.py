@@ -31,7 +31,7 @@ import requests
 from geojson_api.stack import free_ports
 
 from ..conftest import require
-from .servers import free_port
+from .servers import free_port, nginx_access
 
 TIMEOUT = 30
 IGNORED_HEADERS = {"date", "connection", "keep-alive"}
@@ -157,8 +157,7 @@ def test_offloaded_headers_equal_proxied_headers(offloaded: RunningStack, proxie
 
 def test_offload_really_offloads(offloaded: RunningStack) -> None:
     get(f"{offloaded.url}/geojson/large?offload-check=1").close()
-    lines = (offloaded.run_dir / "nginx" / "access.log").read_text().splitlines()
-    entry = json.loads(next(line for line in reversed(lines) if "offload-check" in line))
+    entry = nginx_access(offloaded.run_dir, "offload-check")[-1]
     assert entry["offload"].startswith("/_offload/full/large/") and entry["status"] == 200
     app_lines = "".join((offloaded.run_dir / f"app{i}.log").read_text() for i in (1, 2))
     assert "offload-check" in app_lines  # the app decided; Nginx sent the bytes
@@ -293,8 +292,7 @@ def test_small_files_come_from_the_micro_cache(offloaded: RunningStack) -> None:
     for _ in range(3):
         assert get(url).content == first.content
     assert get(url, **{"If-None-Match": first.headers["ETag"]}).status_code == 304
-    lines = (offloaded.run_dir / "nginx" / "access.log").read_text().splitlines()
-    caches = [json.loads(line)["cache"] for line in lines if "micro=1" in line]
+    caches = [e["cache"] for e in nginx_access(offloaded.run_dir, "micro=1", count=5)]
     assert caches[0] in ("MISS", "EXPIRED") and "HIT" in caches[1:]
 
 
@@ -364,8 +362,7 @@ def test_stack_answers_carry_the_apps_cors_fields(offloaded: RunningStack, path:
 def test_offloaded_cors_answer_was_offloaded(offloaded: RunningStack) -> None:
     get(f"{offloaded.url}/geojson/large?cors-offload=1", Origin=DASHBOARD,
         Range="bytes=0-9").close()
-    lines = (offloaded.run_dir / "nginx" / "access.log").read_text().splitlines()
-    entry = json.loads(next(line for line in reversed(lines) if "cors-offload" in line))
+    entry = nginx_access(offloaded.run_dir, "cors-offload")[-1]
     assert entry["offload"].startswith("/_offload/range/large/")
 
 

@@ -10,9 +10,7 @@ must be the app's bytes with the app's headers.
 from __future__ import annotations
 
 import gzip
-import json
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ import pytest
 import requests
 
 from ..conftest import copy_prepared, require
-from .servers import GunicornServer
+from .servers import GunicornServer, nginx_access
 from .test_ogc_clients import wait_ready
 from .test_stack import RunningStack, running_stack
 
@@ -109,17 +107,10 @@ def test_offload_really_offloads_tiles(stack: RunningStack, tiles: list[tuple[in
     path = f"{TILES}/{z}/{row}/{col}"
     r = _get(stack.url + path, **{"Accept-Encoding": "gzip"})
     assert r.status_code == 200
-    # The app answered first, then Nginx's tile-range server sent the bytes. Nginx logs a
-    # request once it has ended, which may be after the client read the last byte.
-    deadline = time.monotonic() + 10
-    while True:
-        lines = (stack.run_dir / "nginx" / "access.log").read_text().splitlines()
-        entries = [json.loads(line) for line in lines if path in line]
-        if any(e["upstream"].rstrip().endswith("tiles.sock") for e in entries):
-            break
-        assert time.monotonic() < deadline, entries
-        time.sleep(0.1)
-    entry = next(e for e in entries if e["upstream"].rstrip().endswith("tiles.sock"))
+    # The app answered first, then Nginx's tile-range server sent the bytes.
+    entries = nginx_access(stack.run_dir, lambda e: path in e["path"]
+                           and e["upstream"].rstrip().endswith("tiles.sock"))
+    entry = entries[-1]
     assert entry["upstream"].startswith("127.0.0.1:") and entry["status"] == 200, entry
 
 
