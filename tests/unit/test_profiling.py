@@ -15,6 +15,7 @@ from werkzeug.wsgi import FileWrapper
 from geojson_api import cors, logs
 from geojson_api.cli import main
 from geojson_api.delivery import FastLane
+from geojson_api.features.lane import ItemLane
 from geojson_api.metrics.wsgi import RequestMetrics
 from geojson_api.profiling import RequestProfiler, profiles, summary
 from geojson_api.settings import Settings
@@ -38,7 +39,8 @@ def test_off_unless_set(app: Flask) -> None:
     assert isinstance(app.wsgi_app, RequestMetrics)  # the metrics layer, outermost
     assert isinstance(app.wsgi_app.app, logs.RequestIds)  # request ids, around CORS
     assert isinstance(app.wsgi_app.app.app, cors.Middleware)
-    assert isinstance(app.wsgi_app.app.app.app, FastLane)
+    assert isinstance(app.wsgi_app.app.app.app, ItemLane)  # a feature by id
+    assert isinstance(app.wsgi_app.app.app.app.app, FastLane)
     assert Settings.from_env({"GEOJSON_API_PROFILE_DIR": ""}).profile_dir is None
     assert Settings.from_env({"GEOJSON_API_PROFILE_DIR": "/tmp/p"}).profile_dir == Path("/tmp/p")
 

@@ -17,7 +17,7 @@ from ..tiles import documents as tile_documents
 from ..tiles.tilesets import Tilesets
 from ..web import negotiation, pages
 from ..web.negotiation import negotiate
-from . import documents, openapi, render, sqlite_index
+from . import documents, lane, openapi, render, sqlite_index
 from .indexes import Indexes
 from .params import check_format, parse_items, reject_unknown, single
 from .query import FeatureBackend, FeatureQuery
@@ -246,5 +246,7 @@ def _conditional(etag: str, build: Callable[[], Response]) -> Response:
 
 
 def init_app(app: Any, catalog: Catalog) -> None:
-    app.extensions["feature_indexes"] = Indexes(catalog)
+    app.extensions["feature_indexes"] = indexes = Indexes(catalog)
     app.register_blueprint(bp)
+    # A feature by id, its plain case answered before Flask (the same answer as item()).
+    lane.init_app(app, catalog, indexes, http.cache_control(app.config["SETTINGS"]))
