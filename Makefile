@@ -13,6 +13,8 @@
 #               Granian, uWSGI; and a do-nothing app under each) beside nginx static,
 #               small and big files, CPU per request (loadtest/servers.py; installs
 #               Granian and uWSGI into the venv first; BENCH_ARGS=--rounds 5)
+#   make bench-slowheads  the same servers against 50 clients sending their request head a
+#               byte a second: do normal requests still get through? (loadtest/slowheads.py)
 #   make bench-metrics  what Prometheus metrics cost: the app with and without them, wrk
 #               (loadtest/metrics_cost.py; BENCH_ARGS=--pairs 5 --duration 10)
 #   make bench-features  OGC API - Features vs pygeoapi and tipg (loadtest/features.py;
@@ -30,7 +32,7 @@ DATA   ?= var/data
 BIND   ?= 127.0.0.1:8000
 BENCH_ARGS ?=
 
-.PHONY: run test lint bench bench-soak bench-wholefile bench-servers bench-metrics bench-features bench-tiles docs assets system-deps clean
+.PHONY: run test lint bench bench-soak bench-wholefile bench-servers bench-slowheads bench-metrics bench-features bench-tiles docs assets system-deps clean
 
 # The venv sees the system's site-packages: what the machine already has is
 # reused and only what is missing is downloaded (a machine whose Python already
@@ -85,6 +87,10 @@ bench-wholefile: $(BIN)/.installed system-deps
 bench-servers: $(BIN)/.installed system-deps
 	$(BIN)/pip install --quiet 'granian==2.8.7' 'uwsgi==2.0.31'
 	$(BIN)/python loadtest/servers.py $(BENCH_ARGS)
+
+bench-slowheads: $(BIN)/.installed system-deps
+	$(BIN)/pip install --quiet 'granian==2.8.7' 'uwsgi==2.0.31'
+	$(BIN)/python loadtest/slowheads.py $(BENCH_ARGS)
 
 bench-metrics: $(BIN)/.installed system-deps
 	$(BIN)/python loadtest/metrics_cost.py $(BENCH_ARGS)
