@@ -116,7 +116,7 @@ def on_exit(server: object) -> None:
 
 def post_worker_init(worker: object) -> None:
     """JSON for Gunicorn's own errors; the metrics flush thread; gevent workers send files
-    with sendfile(2); the public pointers' watcher."""
+    with sendfile(2); the public pointers' watcher; the feature indexes opened."""
     from geojson_api.gunicorn_workers import install_json_errors
 
     install_json_errors()
@@ -130,9 +130,13 @@ def post_worker_init(worker: object) -> None:
         from geojson_api.gevent_support import install
 
         install()
-    from geojson_api import public
+    from geojson_api import public, warm_up
 
     public.start_watchers()  # a preloaded app's thread did not survive the fork
+    wsgi = getattr(worker, "wsgi", None)  # the app Gunicorn loaded for this worker
+    if wsgi is not None and hasattr(wsgi, "extensions"):
+        # Before the worker takes connections: no request waits for it.
+        warm_up(wsgi, getattr(worker, "notify", lambda: None))
 
 
 # Gunicorn 27 opens a control socket in $HOME by default; several instances on

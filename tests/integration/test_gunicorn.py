@@ -7,6 +7,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import threading
 import time
 import urllib.parse
@@ -292,3 +293,12 @@ def test_gunicorns_own_errors_are_json(server: GunicornServer, request_bytes: by
     assert line.split()[1] == status, line
     assert headers["Content-Type"] == "application/json"
     assert json.loads(body)["code"] == code
+
+
+def test_each_worker_opens_the_built_indexes_before_its_first_request(
+        server: GunicornServer) -> None:
+    """geojson_api.warm_up in post_worker_init: no first query waits for the checks."""
+    counts = [int(found.group(1)) for found in
+              re.finditer(r"warm-up: (\d+) feature index\(es\) open", server.log())]
+    assert len(counts) >= server.workers, server.log()[-2000:]
+    assert all(count >= 3 for count in counts), counts  # small, medium and large

@@ -17,6 +17,7 @@ lock and submits nothing.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,29 @@ class Indexes:
         while len(opened) > OPEN_PER_DATASET:  # oldest first: dicts keep order
             opened.pop(next(iter(opened))).close()
         return index
+
+    def open_built(self, tick: Callable[[], object] = lambda: None) -> int:
+        """Open the built index of every current version, as the first query of each would
+        (the checks included); returns how many are open. Nothing is built or rebuilt: a
+        version without an index, or with one of an older format, is left to its first
+        query. A new Gunicorn worker calls this before it takes connections
+        (:func:`geojson_api.warm_up`), so that no request waits for the checks; ``tick``
+        is called before each version (Gunicorn's heartbeat: many big indexes may take
+        longer than its worker timeout)."""
+        versions, _ = self.catalog.published()
+        opened = 0
+        for version in versions:
+            tick()
+            if not (version.directory / sqlite_index.INDEX_FILE).exists():
+                continue
+            if sqlite_index.outdated(version.directory):
+                continue
+            try:
+                self.backend(version)
+            except NotReady:  # damaged: quarantined and asked for again, as a query does
+                continue
+            opened += 1
+        return opened
 
     def state(self, version: Version) -> IndexState:
         """ready (with the index's numbers), failed (with why), building or queued.
