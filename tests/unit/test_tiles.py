@@ -198,6 +198,27 @@ def test_a_version_folder_gone_midway_is_no_failure(tmp_path: Path,
     assert "not built" in caplog.text
 
 
+def test_an_index_damaged_under_the_export_is_no_failure(samples: Path, tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture
+                                                         ) -> None:
+    """The index truncated while the tiles are exported from it (sqlite3 says "database
+    disk image is malformed"): logged in one line, no tiles.failed.json, nothing raised;
+    the index's readers quarantine it, and the tiles are built from the new one."""
+    from geojson_api.features import sqlite_index
+    from geojson_api.scan import scan
+
+    source = samples / "medium.geojson"
+    version = tmp_path / "versions" / "medium" / "0123456789abcdef"
+    version.mkdir(parents=True)
+    index = version / sqlite_index.INDEX_FILE
+    sqlite_index.build(source, index, scan(source).as_dict())
+    with open(index, "r+b") as handle:
+        handle.truncate(index.stat().st_size // 3)
+    builder.ensure(version, index, "medium", 14, None)
+    assert not (version / builder.FAILED_FILE).exists()
+    assert "Traceback" not in caplog.text and "not built, will retry" in caplog.text
+
+
 def test_tippecanoe_losing_its_files_is_a_disk_problem(tmp_path: Path) -> None:
     """Its input deleted under it (the state folder deleted, then made again): OSError,
     so the build is asked for again rather than recorded as failed."""

@@ -141,8 +141,9 @@ def ensure(directory: Path, index: Path, name: str, max_zoom: int,
 
     The caller holds the tiles' lock, and the index exists. A failure caused
     by the data (tippecanoe refuses it) is recorded in ``tiles.failed.json``;
-    one of the disk (no space, I/O) is only logged, and the build is asked
-    for again later. A damaged archive is quarantined and built again.
+    one of the disk (no space, I/O) or of the index (damaged while it was read)
+    is only logged, and the build is asked for again later. A damaged archive is
+    quarantined and built again.
     """
     if (directory / FAILED_FILE).exists():
         return
@@ -157,7 +158,9 @@ def ensure(directory: Path, index: Path, name: str, max_zoom: int,
         leftover.unlink(missing_ok=True)
     try:
         built = build(directory, index, name, max_zoom, bounds)
-    except (OSError, sqlite3.OperationalError) as exc:  # the disk, not the data
+    except (OSError, sqlite3.DatabaseError) as exc:
+        # The disk, or the index damaged under the export (its readers quarantine it and
+        # it is built again): not the data's fault, so nothing is recorded as failed.
         log.warning("tiles of %s not built, will retry: %s", directory, exc)
         return
     except Exception as exc:  # tippecanoe refused the data, or its archive failed the check
