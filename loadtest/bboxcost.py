@@ -21,7 +21,8 @@ figure is the median over rounds, with the range.
 ``--stages`` also times the pieces of a bbox query by hand, with the calls and
 the SQL the index makes, so that the shares add up without a profiler's
 overhead. They follow the current index design (the in-memory bounds scan of
-format 3); a tree of an older format has no stages to time.
+format 3, the features file of format 4); a tree of an older format has no
+stages to time.
 """
 
 from __future__ import annotations
@@ -95,12 +96,8 @@ def stages(index: sqlite_index.SQLiteIndex, boxes: list[tuple[float, ...]]) -> d
     timed("GEOS intersects (vectorised)", test, list(zip(boxes, shapes, strict=True)))
     matched = timed("the whole match (scan + WKB + GEOS, numpy union)", lambda box:
                     index.matching((box,)), boxes)
-    page_sql = (f"SELECT idjson, geom, props FROM features WHERE fid IN {sqlite_index._FIDS} "
-                "ORDER BY fid")
-    pages = timed("page of 100 rows by fid", lambda fids: con.execute(
-        page_sql, (sqlite_index._fid_list(fids[:100]),)).fetchall(), matched)
-    timed("serialise 100 features", lambda rows: [sqlite_index._serialise(r, None)
-                                                  for r in rows], pages)
+    timed("page of 100 from the features file (runs of neighbours)", lambda fids: list(
+        index._features.runs(fids[:100])), matched)
     con.close()
     return steps
 

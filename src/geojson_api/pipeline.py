@@ -75,14 +75,17 @@ def index(settings: Settings) -> Artifact:
     """The spatial index (SQLite, with bounds arrays) that answers a version's feature queries."""
     state_dir = settings.state_path
 
+    def damage(directory: Path, problem: str | None) -> Damage:
+        return [] if problem is None else [
+            (path, problem) for path in sqlite_index.files(directory) if path.exists()]
+
     def damaged(version: Version) -> Damage:
         path = version.directory / sqlite_index.INDEX_FILE
-        problem = sqlite_index.open_problem(version.directory) if path.exists() else None
-        return [] if problem is None else [(path, problem)]
+        return damage(version.directory, sqlite_index.open_problem(version.directory)
+                      if path.exists() else None)
 
     def verify(version: Version) -> Damage:
-        problem = sqlite_index.verify(version.directory)
-        return [] if problem is None else [(version.directory / sqlite_index.INDEX_FILE, problem)]
+        return damage(version.directory, sqlite_index.verify(version.directory))
 
     return Artifact(
         name=indexes.ARTIFACT,

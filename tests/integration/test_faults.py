@@ -210,7 +210,9 @@ def _items_url(server: GunicornServer, i: int) -> str:
     return f"{server.url}/collections/medium/items?bbox={west:.3f},45.70,4.90,45.80&limit=5"
 
 
-def test_a_truncated_index_kills_no_worker_and_heals(samples: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("damaged", ["index.sqlite", "index.features"])
+def test_a_truncated_index_kills_no_worker_and_heals(samples: Path, tmp_path: Path,
+                                                     damaged: str) -> None:
     data = copy_samples(samples, tmp_path / "data", "small", "medium")
     server = gunicorn(data, tmp_path, "truncated").start()
     try:
@@ -219,7 +221,7 @@ def test_a_truncated_index_kills_no_worker_and_heals(samples: Path, tmp_path: Pa
         for i in range(30):  # every worker opens the index
             assert fetch(session, _items_url(server, i)) == 200
         workers = set(server.worker_pids())
-        index = next((data / ".state" / "versions" / "medium").iterdir()) / "index.sqlite"
+        index = next((data / ".state" / "versions" / "medium").iterdir()) / damaged
         os.truncate(index, index.stat().st_size // 3)
         tally: collections.Counter[tuple[str, Outcome]] = collections.Counter()
         retry_after = set()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 import shapely
@@ -291,14 +294,114 @@ def test_an_index_of_an_older_format_is_built_again(tmp_path: Path) -> None:
     target = tmp_path / sqlite_index.INDEX_FILE
     old = sqlite_index.build(source, target, meta)  # rewrite it as an older format would
     con = sqlite3.connect(target)
-    con.execute("UPDATE meta SET value = '1' WHERE key = 'format'")
+    con.execute("UPDATE meta SET value = '3' WHERE key = 'format'")
     con.commit()
     con.close()
     integrity.write_sum(target, integrity.file_sum(target))
+    features = tmp_path / sqlite_index.FEATURES_FILE  # format 3 had no features file
+    features.unlink()
+    integrity.sum_path(features).unlink()
     assert old["format"] == sqlite_index.FORMAT and sqlite_index.outdated(tmp_path)
-    assert sqlite_index.open_problem(tmp_path) is None  # sound, only old
-    sqlite_index.ensure(tmp_path, source, meta)
+    assert sqlite_index.open_problem(tmp_path) is None  # sound, only old: not quarantined
+    state = tmp_path / "state"
+    sqlite_index.ensure(tmp_path, source, meta, state)
     assert not sqlite_index.outdated(tmp_path) and sqlite_index.open_problem(tmp_path) is None
+    assert not state.exists() and features.exists()
+
+
+def tricky_features() -> list[dict[str, Any]]:
+    """Ids and geometries holding the keys the features file is split on."""
+    return [
+        {"type": "Feature", "id": 'a,"geometry":{"x"', "properties": {"k": 1, "j": "x"},
+         "geometry": {"type": "Point", "coordinates": [1, 1], "properties": {"fake": 1}}},
+        {"type": "Feature", "id": "b", "properties": None,
+         "geometry": {"type": "Point", "coordinates": [2, 2]}},
+        {"type": "Feature", "id": "c", "properties": {"k": 3}, "geometry": None},
+    ]
+
+
+def test_the_features_file_holds_each_feature_as_a_page_writes_it(tmp_path: Path) -> None:
+    index = build(tmp_path, tricky_features())
+    stored = (tmp_path / sqlite_index.FEATURES_FILE).read_bytes()
+    docs = [orjson.dumps({"type": "Feature", "id": f["id"], "geometry": f["geometry"],
+                          "properties": f["properties"]}) for f in tricky_features()]
+    assert stored == b"".join(doc + b",\n" for doc in docs)
+    assert [index.feature(f["id"]) for f in tricky_features()] == docs
+    page = index.query(FeatureQuery(limit=10))
+    assert page.runs is not None and list(page.runs) == [b",\n".join(docs)]
+    chosen = [orjson.loads(f) for f in index.query(
+        FeatureQuery(limit=10, properties=("j", "missing"))).features]
+    assert [f["properties"] for f in chosen] == [{"j": "x"}, None, {}]
+    assert [f["geometry"] for f in chosen] == [f["geometry"] for f in tricky_features()]
+    tiles_rows = list(sqlite_index.with_geometry(tmp_path / sqlite_index.INDEX_FILE))
+    assert [(fid, fkey, orjson.loads(g), orjson.loads(p)) for fid, fkey, g, p in tiles_rows] == [
+        (1, 'a,"geometry":{"x"', tricky_features()[0]["geometry"], {"k": 1, "j": "x"}),
+        (2, "b", tricky_features()[1]["geometry"], None)]
+    index.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [  # no scratch file is left
+        "in.geojson", "index.features", "index.features.sum", "index.sqlite", "index.sqlite.sum"]
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fids=st.lists(st.integers(1, 40), max_size=60), run_bytes=st.sampled_from([1, 300, 10**6]))
+def test_runs_are_the_features_one_by_one_joined(
+    small_index: sqlite_index.SQLiteIndex, fids: list[int], run_bytes: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Neighbours read as one slice (split at RUN_BYTES) give the bytes of single reads."""
+    monkeypatch.setattr(sqlite_index, "RUN_BYTES", run_bytes)
+    features = small_index._features  # the reader under test
+    wanted = np.asarray(fids, dtype=np.int64)
+    runs = list(features.runs(wanted))
+    assert b",\n".join(runs) == b",\n".join(features.each(wanted))
+    if run_bytes == 10**6:  # every run of consecutive fids in one read
+        breaks = sum(b != a + 1 for a, b in itertools.pairwise(fids))
+        assert len(runs) == (len(fids) and 1 + breaks)
+
+
+@pytest.fixture(scope="module")
+def small_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sqlite_index.SQLiteIndex]:
+    folder = tmp_path_factory.mktemp("forty")
+    index = build(folder, [point(i, i, id=i, properties={"n": "x" * (i % 7)})
+                           for i in range(1, 41)])
+    yield index
+    index.close()
+
+
+def test_a_truncated_features_file_is_damage_before_a_page_starts(tmp_path: Path) -> None:
+    build(tmp_path, [point(i, i, id=i) for i in range(1, 30)]).close()
+    reasons: list[str] = []
+    index = sqlite_index.SQLiteIndex(tmp_path / sqlite_index.INDEX_FILE,
+                                     on_damage=reasons.append)
+    features = tmp_path / sqlite_index.FEATURES_FILE
+    os.truncate(features, features.stat().st_size // 2)
+    with pytest.raises(IndexDamaged, match=r"index\.features has"):
+        index.query(FeatureQuery(limit=5))  # raised by the query, not by the body's stream
+    assert len(reasons) == 1 and "were recorded" in reasons[0]
+    with pytest.raises(IndexDamaged, match="ends before byte"):
+        index.feature("29")  # a read past the end is damage too
+    assert len(reasons) == 1  # told once
+    with pytest.raises(IndexDamaged, match=r"index\.features has"):
+        sqlite_index.SQLiteIndex(tmp_path / sqlite_index.INDEX_FILE)  # as is a new open
+    assert "index.features has" in (sqlite_index.open_problem(tmp_path) or "")
+
+
+def test_a_missing_features_file_is_quarantined_and_built_again(tmp_path: Path) -> None:
+    source = write(tmp_path / "data.geojson", [point(1, 1, id=1), point(2, 2, id=2)])
+    meta = scan(source).as_dict()
+    sqlite_index.ensure(tmp_path, source, meta)
+    (tmp_path / sqlite_index.FEATURES_FILE).unlink()
+    assert sqlite_index.open_problem(tmp_path) == "index.features is missing"
+    with pytest.raises(IndexDamaged, match=r"index\.features is missing"):
+        sqlite_index.SQLiteIndex(tmp_path / sqlite_index.INDEX_FILE)
+    state = tmp_path / "state"
+    sqlite_index.ensure(tmp_path, source, meta, state)
+    assert sqlite_index.open_problem(tmp_path) is None
+    assert [p.name.split("-")[-1] for p in sorted((state / "quarantine").iterdir())
+            if not p.name.endswith(".sum")] == ["index.sqlite"]
+    index = sqlite_index.SQLiteIndex(tmp_path / sqlite_index.INDEX_FILE)
+    assert ids_of(index.query(FeatureQuery()).features) == [1, 2]
 
 
 def test_bounds_arrays_that_do_not_fit_report_damage(tmp_path: Path) -> None:

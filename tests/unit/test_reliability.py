@@ -170,27 +170,27 @@ def test_a_variant_without_its_sum_is_not_served(data_dir: Path) -> None:
     assert fresh.current("roads").variant("gzip") is None
 
 
+@pytest.mark.parametrize("damaged", [sqlite_index.INDEX_FILE, sqlite_index.FEATURES_FILE])
 def test_a_damaged_index_answers_503_and_is_rebuilt(
-    make_app: Callable[..., Flask], data_dir: Path, samples: Path
+    make_app: Callable[..., Flask], data_dir: Path, samples: Path, damaged: str
 ) -> None:
     shutil.copy(samples / "small.geojson", data_dir / "small.geojson")
     client = make_app().test_client()
     client.get("/collections/small")
     assert jobs.wait_idle(60)
     assert client.get("/collections/small/items?limit=1").status_code == 200
-    index = client.application.extensions["catalog"].current("small").directory / (
-        sqlite_index.INDEX_FILE)
-    with open(index, "r+b") as handle:
-        handle.truncate(index.stat().st_size // 2)
+    folder = client.application.extensions["catalog"].current("small").directory
+    with open(folder / damaged, "r+b") as handle:
+        handle.truncate((folder / damaged).stat().st_size // 2)
     # This process may still answer from SQLite's page cache; a new one checks the file
     # when it opens it (reads of the lost pages: tests/integration/test_faults.py).
     client = make_app().test_client()
     r = client.get("/collections/small/items?limit=2")
     assert r.status_code == 503 and r.json["code"] == "not-ready" and r.headers["Retry-After"]
-    assert any(p.name.endswith("index.sqlite") for p in (data_dir / ".state/quarantine").iterdir())
+    assert any(p.name.endswith(damaged) for p in (data_dir / ".state/quarantine").iterdir())
     assert jobs.wait_idle(60)
     assert client.get("/collections/small/items?limit=2&offset=99").status_code == 200
-    assert sqlite_index.open_problem(index.parent) is None
+    assert sqlite_index.open_problem(folder) is None
 
 
 def test_a_disk_error_during_an_index_build_is_not_a_permanent_failure(

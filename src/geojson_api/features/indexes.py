@@ -147,5 +147,5 @@ class Indexes:
 
     def _ready_info(self, version: Version, path: Path) -> dict[str, Any]:
         info = self.backend(version).info()
-        return {"features": info["features"], "bytes": path.stat().st_size,
+        return {"features": info["features"], "bytes": sqlite_index.size(path.parent),
                 "build_seconds": info["build_seconds"], "id_source": info["id_source"]}

@@ -61,10 +61,17 @@ class Queryable:
 
 @dataclass
 class FeaturePage:
-    """A backend's answer: the match count and the requested page, serialised."""
+    """A backend's answer: the match count and the requested page, serialised.
+
+    ``features`` yields one feature at a time. ``runs``, when a backend has
+    it, yields the same page as byte strings of one or more features already
+    joined by ``,\n`` (read as one slice where they lie next to each other):
+    the GeoJSON body writes them as they are. A consumer reads one of the two.
+    """
 
     number_matched: int
     features: Iterator[bytes]
+    runs: Iterator[bytes] | None = None
 
 
 class FeatureBackend(Protocol):

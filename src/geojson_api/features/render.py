@@ -61,7 +61,7 @@ def items_body(
     yield b'{"type":"FeatureCollection","features":['
     buffer: list[bytes] = []
     size = 0
-    for i, feature in enumerate(page.features):
+    for i, feature in enumerate(page.runs if page.runs is not None else page.features):
         if i:
             buffer.append(b",\n")
         buffer.append(feature)

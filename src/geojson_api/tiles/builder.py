@@ -34,7 +34,6 @@ import shutil
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from pmtiles.tile import Compression, TileType, serialize_directory, serialize_h
 
 from .. import integrity
 from ..children import killed_with_parent
+from ..features import sqlite_index
 from ..gevent_support import run_blocking
 from . import mvt
 from .archive import Archive
@@ -241,13 +241,6 @@ def _integer_ids(con: sqlite3.Connection) -> bool:
     return bool(bad == 0)
 
 
-def _rows(con: sqlite3.Connection) -> Iterator[tuple[int, str, bytes, bytes]]:
-    cursor = con.execute("SELECT f.fid, f.fkey, f.geom, f.props FROM features f "
-                         "WHERE f.fid IN (SELECT fid FROM shapes) ORDER BY f.fid")
-    while rows := cursor.fetchmany(2000):
-        yield from rows
-
-
 def export(index: Path, target: Path) -> Exported:
     """The features with a geometry, one GeoJSON Feature per line, ids as MVT wants them.
 
@@ -262,7 +255,7 @@ def export(index: Path, target: Path) -> Exported:
         as_items = _integer_ids(con)
         count = 0
         with open(target, "wb") as out:
-            for fid, fkey, geom, props in _rows(con):
+            for fid, fkey, geom, props in sqlite_index.with_geometry(index):
                 out.write(_line(fid, fkey, geom, props, as_items))
                 count += 1
     finally:
