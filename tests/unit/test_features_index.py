@@ -309,6 +309,24 @@ def test_an_index_of_an_older_format_is_built_again(tmp_path: Path) -> None:
     assert not state.exists() and features.exists()
 
 
+def test_an_index_of_a_newer_format_is_left_alone(tmp_path: Path) -> None:
+    """A process of older code beside newer ones (a rolling upgrade) does not rebuild it."""
+    source = write(tmp_path / "data.geojson", [point(1, 1, id=1)])
+    meta = scan(source).as_dict()
+    sqlite_index.ensure(tmp_path, source, meta)
+    target = tmp_path / sqlite_index.INDEX_FILE
+    con = sqlite3.connect(target)
+    con.execute("UPDATE meta SET value = ? WHERE key = 'format'", (str(sqlite_index.FORMAT + 1),))
+    con.commit()
+    con.close()
+    integrity.write_sum(target, integrity.file_sum(target))
+    built = target.stat().st_mtime_ns
+    assert sqlite_index.newer(tmp_path) and not sqlite_index.outdated(tmp_path)
+    assert sqlite_index.open_problem(tmp_path) is None
+    sqlite_index.ensure(tmp_path, source, meta)
+    assert target.stat().st_mtime_ns == built and sqlite_index.newer(tmp_path)
+
+
 def tricky_features() -> list[dict[str, Any]]:
     """Ids and geometries holding the keys the features file is split on."""
     return [

@@ -170,6 +170,27 @@ def test_a_variant_without_its_sum_is_not_served(data_dir: Path) -> None:
     assert fresh.current("roads").variant("gzip") is None
 
 
+def test_an_index_built_by_newer_code_answers_503_and_is_kept(
+    make_app: Callable[..., Flask], data_dir: Path, samples: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shutil.copy(samples / "small.geojson", data_dir / "small.geojson")
+    client = make_app().test_client()
+    client.get("/collections/small")
+    assert jobs.wait_idle(60)
+    index = client.application.extensions["catalog"].current("small").directory / (
+        sqlite_index.INDEX_FILE)
+    built = index.stat().st_mtime_ns
+    monkeypatch.setattr(sqlite_index, "FORMAT", sqlite_index.FORMAT - 1)  # this code is older
+    client = make_app().test_client()
+    r = client.get("/collections/small/items?limit=2")
+    assert r.status_code == 503 and r.json["code"] == "not-ready" and r.headers["Retry-After"]
+    assert "newer version of geojson-api" in r.json["description"]
+    assert jobs.wait_idle(60)
+    assert index.stat().st_mtime_ns == built and not (data_dir / ".state/quarantine").exists()
+    assert client.get("/geojson/small").status_code == 200  # the file itself is served
+
+
 @pytest.mark.parametrize("damaged", [sqlite_index.INDEX_FILE, sqlite_index.FEATURES_FILE])
 def test_a_damaged_index_answers_503_and_is_rebuilt(
     make_app: Callable[..., Flask], data_dir: Path, samples: Path, damaged: str

@@ -76,6 +76,10 @@ class Indexes:
             if found is not None and not found.damaged:
                 return found
             problem = sqlite_index.open_problem(version.directory)
+            if problem is None and sqlite_index.newer(version.directory):
+                raise NotReady(f"the index of {version.name!r} was built by a newer version "
+                               "of geojson-api than this process runs; try again shortly",
+                               retry_after=self.settings.features_retry_after)
             if problem is None and sqlite_index.outdated(version.directory):
                 self.catalog.artifacts.want(version, ARTIFACT)  # its build replaces it
                 raise NotReady(f"the index of {version.name!r} is being built again in a "
@@ -121,7 +125,7 @@ class Indexes:
             tick()
             if not (version.directory / sqlite_index.INDEX_FILE).exists():
                 continue
-            if sqlite_index.outdated(version.directory):
+            if sqlite_index.outdated(version.directory) or sqlite_index.newer(version.directory):
                 continue
             try:
                 self.backend(version)

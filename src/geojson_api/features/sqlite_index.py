@@ -113,7 +113,7 @@ def ensure(directory: Path, source: Path, meta: dict[str, Any],
     if target.exists():
         problem = open_problem(directory)
         if problem is None and not outdated(directory):
-            return
+            return  # current, or newer than this code (left to the code that built it)
         if problem is not None and state_dir is not None:
             for path in files(directory):
                 integrity.quarantine(state_dir, path, problem)
@@ -149,7 +149,7 @@ def open_problem(directory: Path) -> str | None:
     """Why the index of ``directory`` cannot be opened (sizes, quick check), or None.
 
     An index of an older format is not damaged (it has no features file):
-    :func:`outdated` says it is to be built again.
+    :func:`outdated` says it is to be built again (:func:`newer`: left alone).
     """
     return _problem(directory, lambda path, recorded: integrity.size_problem(
         path, recorded.bytes if recorded else None))
@@ -159,13 +159,27 @@ def _problem(directory: Path,
              check: Callable[[Path, integrity.Sum | None], str | None]) -> str | None:
     path, features = files(directory)
     problem = check(path, integrity.read_sum(path)) or _quick_check(path)
-    if problem is not None or outdated(directory):
-        return problem
+    if problem is not None or _format(directory) != FORMAT:
+        return problem  # another layout: outdated() or newer() says what becomes of it
     return check(features, integrity.read_sum(features))
 
 
 def outdated(directory: Path) -> bool:
-    """Whether a sound index of ``directory`` has another layout than this code reads."""
+    """Whether a sound index of ``directory`` has an older layout than this code reads."""
+    stored = _format(directory)
+    return stored is not None and stored < FORMAT
+
+
+def newer(directory: Path) -> bool:
+    """Whether the index of ``directory`` was built by newer code, in a layout this code
+    cannot read. It is left alone, not rebuilt: during a rolling upgrade the old and
+    the new processes would otherwise build it over each other in turn."""
+    stored = _format(directory)
+    return stored is not None and stored > FORMAT
+
+
+def _format(directory: Path) -> int | None:
+    """The layout ``format`` an index records (0 for none); None when it cannot be read."""
     try:
         con = _connect(directory / INDEX_FILE)
         try:
@@ -173,8 +187,9 @@ def outdated(directory: Path) -> bool:
         finally:
             con.close()
     except sqlite3.DatabaseError:
-        return False  # damaged, not outdated: open_problem says so
-    return row is None or orjson.loads(row[0]) != FORMAT
+        return None  # damaged, or gone: open_problem says so
+    value = orjson.loads(row[0]) if row is not None else 0
+    return value if isinstance(value, int) else 0
 
 
 def remove(directory: Path) -> None:
