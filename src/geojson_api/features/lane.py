@@ -1,11 +1,11 @@
 """The item lane: ``GET|HEAD /collections/<cid>/items/<fid>`` answered without Flask.
 
-A single feature by id is the cheapest query there is: one primary-key read
-from the index. Flask's request cycle around it (the request context, URL
-matching, ``url_for`` for four links, the response object, the HTML
-negotiation) cost more than the read itself, so this WSGI layer answers the
-plain case directly, beside the whole-file fast lane
-(:class:`geojson_api.delivery.FastLane`).
+A single feature by id is the cheapest query there is: one lookup of its
+position in the index and one read of the features file. Flask's request
+cycle around it (the request context, URL matching, ``url_for`` for four
+links, the response object, the HTML negotiation) cost more than the read
+itself, so this WSGI layer answers the plain case directly, beside the
+whole-file fast lane (:class:`geojson_api.delivery.FastLane`).
 
 Its answer is, byte for byte and header for header, the one
 :func:`geojson_api.features.views.item` gives (``tests/unit/test_item_lane.py``

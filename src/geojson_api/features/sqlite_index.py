@@ -353,8 +353,9 @@ def _load(
         rows, boxes = _rows(count + 1, batch, columns)
         for row in rows:
             geom, props = row[3], row[4]
-            bodies.write(b"".join((GEOMETRY_KEY, geom, PROPERTIES_KEY, props, b"}")))
-            lengths[0].append(len(GEOMETRY_KEY) + len(geom) + len(PROPERTIES_KEY) + len(props) + 1)
+            body = b"".join((GEOMETRY_KEY, geom, PROPERTIES_KEY, props, b"}"))
+            bodies.write(body)
+            lengths[0].append(len(body))
             lengths[1].append(len(GEOMETRY_KEY) + len(geom))
         con.executemany(insert_feature, [row[:3] + row[5:] for row in rows])
         con.executemany("INSERT INTO shapes VALUES (?, ?)",
