@@ -703,9 +703,10 @@ class SQLiteIndex(FeatureBackend):
     @tracing.traced("index.query", lambda self, query: _about(query),
                     lambda page: {"matched": page.number_matched})
     def query(self, query: FeatureQuery) -> FeaturePage:
-        where, params, fids = self._where(query)
-        if fids is not None and not query.filters and not query.sortby:
+        if query.boxes and not query.filters and not query.sortby:  # count, page: the scan's
+            fids = self.matching(query.boxes)
             return self._page(len(fids), fids[query.offset:query.offset + query.limit], query)
+        where, params = self._where(query)
         if not where:
             count = self._info["features"]  # the whole collection: known since the build
             if not query.sortby:  # in file order: one slice of the features file
@@ -751,16 +752,14 @@ class SQLiteIndex(FeatureBackend):
             kept = orjson.dumps({k: values[k] for k in selected if k in values})
             yield b"".join((doc[:at], kept, b"}"))
 
-    def _where(self, query: FeatureQuery) -> tuple[str, list[Any], np.ndarray[Any, Any] | None]:
-        """WHERE and its parameters; with boxes, the matching fids found for them."""
+    def _where(self, query: FeatureQuery) -> tuple[str, list[Any]]:
+        """WHERE and its parameters (with boxes, over the fids that match them)."""
         clauses = [f"f.{self._columns[name][0]} = ?" for name, _ in query.filters]
         params: list[Any] = [value for _, value in query.filters]
-        fids = None
         if query.boxes:
-            fids = self.matching(query.boxes)
             clauses.insert(0, f"f.fid IN {_FIDS}")
-            params.insert(0, _fid_list(fids))
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params, fids
+            params.insert(0, _fid_list(self.matching(query.boxes)))
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     def matching(self, boxes: Iterable[geometry.Box]) -> np.ndarray[Any, Any]:
         """The fids, ascending, of the features whose geometry touches any of ``boxes``."""
