@@ -519,7 +519,12 @@
     return facts;
   }
 
+  // The next poll comes READY_EVERY_MS after the last one, whoever asked for it, so
+  // that a poll asked for in between does not leave the next interval a sliver.
+  let trafficTimer = null;
+
   async function traffic() {
+    clearTimeout(trafficTimer);
     const panel = $("traffic");
     try {
       const response = await fetch("/api/metrics", { headers: { Accept: "application/json" } });
@@ -535,6 +540,9 @@
       panel.replaceChildren(propertiesTable(`${scope}, ${over}`, facts));
     } catch (error) {
       panel.replaceChildren(element("p", `/api/metrics: ${error.message || error}`, { class: "state-not-ready" }));
+    } finally {
+      clearTimeout(trafficTimer);
+      trafficTimer = setTimeout(traffic, READY_EVERY_MS);
     }
   }
 
@@ -546,7 +554,6 @@
   readiness();
   setInterval(readiness, READY_EVERY_MS);
   traffic();
-  setInterval(traffic, READY_EVERY_MS);
 
   // Settled: no page load in flight, every source and tile loaded, not moving, twice
   // in a row 100 ms apart (a page's setData is drawn in the next frame).
