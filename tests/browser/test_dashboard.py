@@ -250,17 +250,24 @@ def test_traffic_panel(server: GunicornServer, watched: Watched) -> None:
     page.locator("#traffic table").wait_for()
     first = page.locator("#traffic table").inner_text()
     assert "since start" in first and "instance" in first, first
-    # A poll now: the page's own next poll is then 15 s away, not between the 404s
-    # and the poll below (which would make them the interval before this one).
+    # Each poll puts the page's own next one 15 s away: none falls between the polls here.
     page.evaluate("() => window.dashboard.traffic()")
     page.wait_for_timeout(1100)  # the next digest is at least a second later
     for _ in range(5):
         assert requests.get(f"{server.url}/no/such/page", timeout=5).status_code == 404
-    page.evaluate("() => window.dashboard.traffic()")
-    text = page.locator("#traffic table").inner_text()
-    assert "requests/s" in text and "p95 time" in text, text
+    # A worker adds its counts to the shared files once a second (a scrape flushes only
+    # the worker answering it), so the 404s show in the first interval after the flush
+    # of the worker that answered them: poll until one shows them, for at most 10 s.
     cell = page.locator("#traffic tr", has_text="client errors (4xx)").locator("td")
-    assert cell.inner_text() not in ("0.0 %", "\u2013"), text  # the 404s of this interval
+    deadline = time.monotonic() + 10
+    while True:
+        page.evaluate("() => window.dashboard.traffic()")
+        text = page.locator("#traffic table").inner_text()
+        if cell.inner_text() not in ("0.0 %", "\u2013") or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(300)
+    assert "requests/s" in text and "p95 time" in text, text
+    assert cell.inner_text() not in ("0.0 %", "\u2013"), text  # the 404s of an interval
     watched.assert_clean()
 
 
