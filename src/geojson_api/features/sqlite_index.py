@@ -569,7 +569,7 @@ class FeaturesFile:
 
     def each(self, fids: Iterable[int]) -> Iterator[bytes]:
         for fid in fids:
-            yield self._read(int(fid) - 1, int(fid))
+            yield self.one(int(fid))
 
     def runs(self, fids: np.ndarray[Any, Any]) -> Iterator[bytes]:
         """The features ``fids`` (in that order) as slices of neighbours, at most
