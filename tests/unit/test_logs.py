@@ -326,7 +326,7 @@ def test_settings_refuse_unknown_formats_and_header_names() -> None:
 @pytest.mark.parametrize("log_format", ["json", "text"])
 def test_nginx_logs_in_the_chosen_format_with_the_same_id_rule(log_format: str) -> None:
     text = render_site(Settings(log_format=log_format), ["127.0.0.1:8000"])
-    assert f"access_log /dev/stdout geojson_api_{log_format};" in text
+    assert f"access_log /dev/stdout geojson_api_{log_format} buffer=64k flush=1s;" in text
     assert f'"~^{requestid.PATTERN}$" $http_x_request_id;' in text
     assert "proxy_set_header X-Request-ID $geojson_api_request_id;" in text
     assert "proxy_set_header X-Request-ID $request_id;" not in text
